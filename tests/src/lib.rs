@@ -1,0 +1,13 @@
+//! End-to-end tests across processes; the tests live in `tests/tests/`.
+//!
+//! This library is their harness:
+//! - [`netns`]: a private network namespace with only loopback, entered
+//!   first thing in a `harness = false` test's `main`;
+//! - [`browser`]: headless Chromium scenarios (`tests/browser/run.mjs`) and
+//!   a reference WHIP/WHEP server;
+//! - [`ports`] and [`wait`]: free ports and bounded readiness waits.
+
+pub mod browser;
+pub mod netns;
+pub mod ports;
+pub mod wait;
