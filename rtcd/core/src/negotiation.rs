@@ -1,0 +1,336 @@
+//! SDP negotiation of signaled sessions.
+//!
+//! The client makes the first offer (a receive-only client offers a data
+//! channel). Afterwards rtcd offers whenever the set of tracks a session
+//! should receive changes. On glare (a client offer while rtcd's offer is
+//! outstanding) rtcd yields: str0m rolls its pending offer back, rtcd
+//! answers the client, then offers its changes again. Offers are numbered;
+//! an answer to a superseded offer is ignored.
+
+use std::time::Instant;
+
+use signaling::SessionId;
+use signaling::media::{Sdp, TrackDeclaration};
+use signaling::rtcd::FromRtcd;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaAdded, MediaChanged, MediaKind};
+
+use crate::demux::SessionKey;
+use crate::session::{InTrack, Layer, OutTrack, PendingOffer, SessionKind};
+use crate::sfu::{Action, CoreError, Sfu, parse_offer};
+
+impl Sfu {
+    pub(crate) fn client_offer(
+        &mut self,
+        now: Instant,
+        id: &SessionId,
+        sdp: &str,
+        tracks: &[TrackDeclaration],
+    ) -> Result<(), CoreError> {
+        let key = self.key_of(id)?;
+        let offer = parse_offer(sdp)?;
+        let s = self.sessions.get_mut(&key).expect("key_of checked");
+        if s.kind != SessionKind::Signaled {
+            return Err(CoreError::BadSdp(
+                "WHIP/WHEP sessions are not renegotiated".into(),
+            ));
+        }
+        for t in tracks {
+            s.declared.insert(t.mid.clone(), t.source);
+        }
+        if s.pending.take().is_some() {
+            s.dirty = true;
+        }
+        let answer = s
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| CoreError::BadSdp(e.to_string()))?;
+        let first = !s.remote_described;
+        s.remote_described = true;
+        self.emit(FromRtcd::Answer {
+            session_id: id.clone(),
+            answer: Sdp {
+                sdp: answer.to_sdp_string(),
+                negotiation: 0,
+            },
+        });
+        self.drain(now, key);
+        let s = self
+            .sessions
+            .get_mut(&key)
+            .expect("drain keeps live sessions");
+        if first || s.dirty {
+            self.actions.push_back(Action::Renegotiate(key));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn client_answer(
+        &mut self,
+        now: Instant,
+        id: &SessionId,
+        sdp: &str,
+        negotiation: u64,
+    ) -> Result<(), CoreError> {
+        let key = self.key_of(id)?;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| CoreError::BadSdp(e.to_string()))?;
+        let s = self.sessions.get_mut(&key).expect("key_of checked");
+        let Some(pending) = s.pending.take_if(|p| p.negotiation == negotiation) else {
+            tracing::debug!(session = %id, negotiation, "ignoring answer to a superseded offer");
+            return Ok(());
+        };
+        if let Err(e) = s.rtc.sdp_api().accept_answer(pending.offer, answer) {
+            // The offer is gone either way; offer the changes again.
+            s.dirty = true;
+            self.actions.push_back(Action::Renegotiate(key));
+            return Err(CoreError::BadSdp(e.to_string()));
+        }
+        let unbound: Vec<_> = pending
+            .stopped
+            .iter()
+            .filter_map(|mid| {
+                s.outputs
+                    .remove(mid)
+                    .and_then(|o| o.publisher)
+                    .map(|p| (*mid, p))
+            })
+            .collect();
+        for (mid, (p, t)) in unbound {
+            if let Some(track) = self.sessions.get_mut(&p).and_then(|p| p.inputs.get_mut(t)) {
+                track.subscribers.retain(|(k, m)| !(*k == key && *m == mid));
+            }
+        }
+        for (mid, publisher, track) in pending.added {
+            let Some(s) = self.sessions.get_mut(&key) else {
+                break;
+            };
+            let kind = s
+                .rtc
+                .media(mid)
+                .map(|m| m.kind())
+                .unwrap_or(MediaKind::Video);
+            s.outputs.insert(mid, OutTrack::new(kind, None, true));
+            self.subscribe(key, mid, publisher, track);
+        }
+        self.drain(now, key);
+        if self.sessions.get(&key).is_some_and(|s| s.dirty) {
+            self.actions.push_back(Action::Renegotiate(key));
+        }
+        Ok(())
+    }
+
+    /// Offers the session the tracks it should receive and stops the ones
+    /// it should not, unless a negotiation is already under way (then it
+    /// runs when that one completes).
+    pub(crate) fn renegotiate(&mut self, _now: Instant, key: SessionKey) {
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
+        if s.kind != SessionKind::Signaled || !s.remote_described {
+            return;
+        }
+        if s.pending.is_some() {
+            self.sessions.get_mut(&key).expect("present").dirty = true;
+            return;
+        }
+        let mut wanted = Vec::new();
+        if s.permissions.subscribe
+            && let Some(call) = self.calls.get(&s.call)
+        {
+            for pk in &call.sessions {
+                if *pk == key {
+                    continue;
+                }
+                let p = &self.sessions[pk];
+                for (ti, t) in p.inputs.iter().enumerate() {
+                    if t.active {
+                        wanted.push((*pk, ti, t.kind, p.id.clone(), t.source));
+                    }
+                }
+            }
+        }
+        let have: Vec<(str0m::media::Mid, Option<(SessionKey, usize)>)> = s
+            .outputs
+            .iter()
+            .filter(|(_, o)| o.ours)
+            .map(|(m, o)| (*m, o.publisher))
+            .collect();
+        let to_add: Vec<_> = wanted
+            .iter()
+            .filter(|(pk, ti, ..)| !have.iter().any(|(_, p)| *p == Some((*pk, *ti))))
+            .cloned()
+            .collect();
+        let to_stop: Vec<str0m::media::Mid> = have
+            .iter()
+            .filter(|(_, p)| match p {
+                None => true,
+                Some((pk, ti)) => !wanted.iter().any(|(k, t, ..)| k == pk && t == ti),
+            })
+            .map(|(m, _)| *m)
+            .collect();
+        let s = self.sessions.get_mut(&key).expect("present");
+        s.dirty = false;
+        if to_add.is_empty() && to_stop.is_empty() {
+            return;
+        }
+        let mut api = s.rtc.sdp_api();
+        let mut added = Vec::new();
+        for (pk, ti, kind, pid, source) in to_add {
+            let track_id = serde_source(source);
+            let mid = api.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(pid.to_string()),
+                Some(format!("{pid}-{track_id}")),
+                None,
+            );
+            added.push((mid, pk, ti));
+        }
+        for mid in &to_stop {
+            api.stop_media(*mid);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        let negotiation = s.next_negotiation;
+        s.next_negotiation += 1;
+        s.pending = Some(PendingOffer {
+            negotiation,
+            offer: pending,
+            added,
+            stopped: to_stop,
+        });
+        let session_id = s.id.clone();
+        self.emit(FromRtcd::Offer {
+            session_id,
+            offer: Sdp {
+                sdp: offer.to_sdp_string(),
+                negotiation,
+            },
+        });
+    }
+
+    pub(crate) fn ice_restart(&mut self, _now: Instant, id: &SessionId) -> Result<(), CoreError> {
+        let key = self.key_of(id)?;
+        let s = self.sessions.get_mut(&key).expect("key_of checked");
+        if s.kind != SessionKind::Signaled || !s.remote_described {
+            return Err(CoreError::BadSdp(
+                "ICE restart needs a negotiated, signaled session".into(),
+            ));
+        }
+        // A pending offer is replaced: its changes are offered again below.
+        if s.pending.take().is_some() {
+            s.dirty = true;
+        }
+        let mut api = s.rtc.sdp_api();
+        let creds = api.ice_restart(true);
+        let Some((offer, pending)) = api.apply() else {
+            return Ok(());
+        };
+        // str0m picks the new credentials; route STUN for them here too.
+        self.register_ufrag(creds.ufrag, key);
+        let s = self.sessions.get_mut(&key).expect("present");
+        let negotiation = s.next_negotiation;
+        s.next_negotiation += 1;
+        s.pending = Some(PendingOffer {
+            negotiation,
+            offer: pending,
+            added: Vec::new(),
+            stopped: Vec::new(),
+        });
+        self.emit(FromRtcd::Offer {
+            session_id: id.clone(),
+            offer: Sdp {
+                sdp: offer.to_sdp_string(),
+                negotiation,
+            },
+        });
+        Ok(())
+    }
+
+    pub(crate) fn on_media_added(&mut self, key: SessionKey, m: MediaAdded) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if m.direction.is_receiving() {
+            if s.inputs.iter().any(|t| t.mid == m.mid) {
+                return;
+            }
+            let source = s.source_for(m.mid, m.kind);
+            let layers = match &m.simulcast {
+                Some(sim) if !sim.recv.is_empty() => {
+                    sim.recv.iter().map(|l| Layer::new(Some(l.rid))).collect()
+                }
+                _ => Vec::new(),
+            };
+            s.inputs.push(InTrack {
+                mid: m.mid,
+                kind: m.kind,
+                source,
+                layers,
+                subscribers: Vec::new(),
+                active: true,
+                formats: Vec::new(),
+            });
+            let session_id = s.id.clone();
+            let call = s.call.clone();
+            self.emit(FromRtcd::Track {
+                session_id,
+                source,
+                active: true,
+            });
+            self.track_set_changed(key, &call);
+        } else if m.direction.is_sending() && matches!(s.kind, SessionKind::Whep { .. }) {
+            s.outputs.insert(m.mid, OutTrack::new(m.kind, None, false));
+            let call = s.call.clone();
+            self.actions.push_back(Action::BindPlayers(call));
+        }
+    }
+
+    pub(crate) fn on_media_changed(&mut self, key: SessionKey, m: MediaChanged) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(track) = s.inputs.iter_mut().find(|t| t.mid == m.mid) else {
+            return;
+        };
+        let active = m.direction.is_receiving();
+        if track.active == active {
+            return;
+        }
+        track.active = active;
+        let source = track.source;
+        let session_id = s.id.clone();
+        let call = s.call.clone();
+        self.emit(FromRtcd::Track {
+            session_id,
+            source,
+            active,
+        });
+        self.track_set_changed(key, &call);
+    }
+
+    /// Everyone else in the call may now receive a different set of tracks.
+    fn track_set_changed(&mut self, key: SessionKey, call: &signaling::CallId) {
+        if let Some(c) = self.calls.get(call) {
+            for other in &c.sessions {
+                if *other != key {
+                    self.actions.push_back(Action::Renegotiate(*other));
+                }
+            }
+        }
+        self.actions.push_back(Action::BindPlayers(call.clone()));
+    }
+}
+
+fn serde_source(source: signaling::media::TrackSource) -> &'static str {
+    use signaling::media::TrackSource::*;
+    match source {
+        Microphone => "microphone",
+        Camera => "camera",
+        ScreenVideo => "screen_video",
+        ScreenAudio => "screen_audio",
+    }
+}

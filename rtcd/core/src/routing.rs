@@ -1,0 +1,535 @@
+//! Media routing: from a publisher's RTP to its subscribers, keyframe
+//! requests back, and simulcast layer choice.
+
+use std::time::Instant;
+
+use signaling::SessionId;
+use signaling::media::{TrackSource, VideoQuality};
+use signaling::rtcd::FromRtcd;
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
+use str0m::rtp::StreamPaused;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::stats::{MediaEgressStats, MediaIngressStats};
+
+use crate::codec::is_keyframe_start;
+use crate::demux::SessionKey;
+use crate::session::{Layer, SessionKind};
+use crate::sfu::{Action, CoreError, Forward, Sfu};
+use crate::stats::{DropReason, MediaClass};
+
+impl Sfu {
+    /// Runs queued cross-session work until none is left.
+    pub(crate) fn run_actions(&mut self, now: Instant) {
+        while let Some(action) = self.actions.pop_front() {
+            match action {
+                Action::Forward(f) => self.forward(now, f),
+                Action::Keyframe {
+                    publisher,
+                    track,
+                    layer,
+                    kind,
+                } => self.request_keyframe(now, publisher, track, layer, kind),
+                Action::Relayer { publisher, track } => self.relayer(publisher, track),
+                Action::Renegotiate(key) => self.renegotiate(now, key),
+                Action::BindPlayers(call) => self.bind_players(&call),
+            }
+        }
+    }
+
+    pub(crate) fn on_rtp(&mut self, now: Instant, key: SessionKey, p: RtpPacket) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let ssrc = p.header.ssrc;
+        let (ti, li) = match s.ssrc_map.get(&ssrc) {
+            Some(v) => *v,
+            None => {
+                let Some((mid, rid)) = s
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&ssrc)
+                    .map(|rx| (rx.mid(), rx.rid()))
+                else {
+                    return;
+                };
+                let Some(ti) = s.inputs.iter().position(|t| t.mid == mid) else {
+                    return;
+                };
+                let track = &mut s.inputs[ti];
+                let li = match track.layers.iter().position(|l| l.rid == rid) {
+                    Some(li) => li,
+                    None => {
+                        track.layers.push(Layer::new(rid));
+                        track.layers.len() - 1
+                    }
+                };
+                s.ssrc_map.insert(ssrc, (ti, li));
+                if track.layers.len() > 1 {
+                    self.actions.push_back(Action::Relayer {
+                        publisher: key,
+                        track: ti,
+                    });
+                }
+                (ti, li)
+            }
+        };
+        let track = &mut s.inputs[ti];
+        let class = if track.kind == MediaKind::Audio {
+            MediaClass::Audio
+        } else {
+            MediaClass::Video
+        };
+        let len = p.payload.len();
+        self.stats.packets_in[class as usize] += 1;
+        self.stats.bytes_in[class as usize] += len as u64;
+        track.layers[li].observe(now, len);
+        let source = track.source;
+
+        if !s.may_forward(source) {
+            let reason = if s.permissions_allow(source) {
+                DropReason::Muted
+            } else {
+                DropReason::NotPermitted
+            };
+            self.stats.drop(reason);
+            return;
+        }
+        if source == TrackSource::Microphone
+            && let Some(level) = p.header.ext_vals.audio_level
+            && let Some(speaking) = s.vad.observe(now, level)
+        {
+            let session_id = s.id.clone();
+            self.emit(FromRtcd::VoiceActivity {
+                session_id,
+                speaking,
+            });
+        }
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let track = &mut s.inputs[ti];
+        if track.subscribers.is_empty() {
+            return;
+        }
+        let pt = p.header.payload_type;
+        let codec = match track.formats.iter().find(|(x, _)| *x == pt) {
+            Some((_, params)) => params.spec().codec,
+            None => {
+                let Some(params) = s.rtc.codec_config().find(|pp| pp.pt() == pt).copied() else {
+                    self.stats.drop(DropReason::NoCodec);
+                    return;
+                };
+                let codec = params.spec().codec;
+                s.inputs[ti].formats.push((pt, params));
+                codec
+            }
+        };
+        let keyframe = class == MediaClass::Video && is_keyframe_start(codec, &p.payload);
+        self.actions.push_back(Action::Forward(Forward {
+            from: key,
+            track: ti,
+            layer: li,
+            seq: *p.seq_no,
+            ts: p.header.timestamp,
+            marker: p.header.marker,
+            pt,
+            payload: p.payload,
+            audio_level: p.header.ext_vals.audio_level,
+            voice_activity: p.header.ext_vals.voice_activity,
+            arrival: p.timestamp,
+            keyframe,
+        }));
+    }
+
+    fn forward(&mut self, now: Instant, f: Forward) {
+        let Some(publisher) = self.sessions.get(&f.from) else {
+            return;
+        };
+        let Some(track) = publisher.inputs.get(f.track) else {
+            return;
+        };
+        let simulcast = track.layers.len() > 1;
+        let kind = track.kind;
+        let Some(in_params) = track
+            .formats
+            .iter()
+            .find(|(pt, _)| *pt == f.pt)
+            .map(|(_, p)| *p)
+        else {
+            return;
+        };
+        let subscribers = track.subscribers.clone();
+        let class = if kind == MediaKind::Audio {
+            MediaClass::Audio
+        } else {
+            MediaClass::Video
+        };
+        for (sub_key, mid) in subscribers {
+            let Some(sub) = self.sessions.get_mut(&sub_key) else {
+                continue;
+            };
+            if !sub.connected() {
+                continue;
+            }
+            let Some(out) = sub.outputs.get_mut(&mid) else {
+                continue;
+            };
+            if simulcast {
+                if out.current_layer != Some(f.layer) {
+                    if out.target_layer == Some(f.layer) && f.keyframe {
+                        out.current_layer = Some(f.layer);
+                        out.rewriter.switch(now, f.seq, f.ts);
+                    } else {
+                        self.stats.drop(DropReason::LayerNotSelected);
+                        continue;
+                    }
+                }
+            } else if !out.rewriter.started() {
+                out.current_layer = Some(f.layer);
+                out.rewriter.switch(now, f.seq, f.ts);
+            }
+            let Some((seq, ts)) = out.rewriter.rewrite(now, f.seq, f.ts) else {
+                continue;
+            };
+            let out_pt = match out.pt_map {
+                Some((i, o)) if i == f.pt => o,
+                _ => {
+                    let Some(o) = sub.rtc.media(mid).and_then(|m| {
+                        let remote = m.remote_pts();
+                        sub.rtc
+                            .codec_config()
+                            .params()
+                            .iter()
+                            .filter(|p| remote.contains(&p.pt()))
+                            .find(|p| same_format(p, &in_params))
+                            .map(|p| p.pt())
+                    }) else {
+                        self.stats.drop(DropReason::NoCodec);
+                        continue;
+                    };
+                    out.pt_map = Some((f.pt, o));
+                    o
+                }
+            };
+            let ext = ExtensionValues {
+                audio_level: f.audio_level,
+                voice_activity: f.voice_activity,
+                ..Default::default()
+            };
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            tx.write_rtp(
+                RtpWrite::new(out_pt, seq.into(), ts, f.arrival, f.payload.clone())
+                    .marker(f.marker)
+                    .ext_vals(ext)
+                    .nackable(class == MediaClass::Video),
+            );
+            self.stats.forwarded_packets[class as usize] += 1;
+            self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
+            self.drain(now, sub_key);
+        }
+    }
+
+    pub(crate) fn on_keyframe_request(&mut self, key: SessionKey, r: KeyframeRequest) {
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
+        let Some(out) = s.outputs.get(&r.mid) else {
+            return;
+        };
+        let Some((publisher, track)) = out.publisher else {
+            return;
+        };
+        let layer = out.target_layer.or(out.current_layer).unwrap_or(0);
+        self.actions.push_back(Action::Keyframe {
+            publisher,
+            track,
+            layer,
+            kind: r.kind,
+        });
+    }
+
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: SessionKey,
+        track: usize,
+        layer: usize,
+        kind: KeyframeRequestKind,
+    ) {
+        let interval = self.config.keyframe_request_interval;
+        let Some(p) = self.sessions.get_mut(&publisher) else {
+            return;
+        };
+        let Some(t) = p.inputs.get_mut(track) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        let mid = t.mid;
+        let Some(l) = t.layers.get_mut(layer) else {
+            // Nothing received yet: the first keyframe comes on its own.
+            return;
+        };
+        if l.last_keyframe_request
+            .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        {
+            self.stats.keyframe_requests_suppressed += 1;
+            return;
+        }
+        l.last_keyframe_request = Some(now);
+        let rid = l.rid;
+        if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+            rx.request_keyframe(kind);
+            self.stats.keyframe_requests_forwarded += 1;
+            self.drain(now, publisher);
+        }
+    }
+
+    /// Asks every publisher this session receives video from for a keyframe.
+    pub(crate) fn request_keyframes_for(&mut self, key: SessionKey, _now: Instant) {
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
+        for out in s.outputs.values() {
+            if out.kind == MediaKind::Video
+                && let Some((publisher, track)) = out.publisher
+            {
+                self.actions.push_back(Action::Keyframe {
+                    publisher,
+                    track,
+                    layer: out.target_layer.or(out.current_layer).unwrap_or(0),
+                    kind: KeyframeRequestKind::Pli,
+                });
+            }
+        }
+    }
+
+    pub(crate) fn on_stream_paused(&mut self, key: SessionKey, p: StreamPaused) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let Some(ti) = s.inputs.iter().position(|t| t.mid == p.mid) else {
+            return;
+        };
+        if let Some(l) = s.inputs[ti].layers.iter_mut().find(|l| l.rid == p.rid) {
+            l.active = !p.paused;
+        }
+        self.actions.push_back(Action::Relayer {
+            publisher: key,
+            track: ti,
+        });
+    }
+
+    /// Re-picks the target layer of each subscriber of a track.
+    fn relayer(&mut self, publisher: SessionKey, track: usize) {
+        let Some(p) = self.sessions.get(&publisher) else {
+            return;
+        };
+        let Some(t) = p.inputs.get(track) else {
+            return;
+        };
+        if t.kind != MediaKind::Video {
+            return;
+        }
+        let picks: Vec<(SessionKey, str0m::media::Mid, Option<usize>)> = t
+            .subscribers
+            .iter()
+            .map(|(k, mid)| {
+                let q = self
+                    .sessions
+                    .get(k)
+                    .and_then(|s| s.outputs.get(mid))
+                    .map(|o| o.quality)
+                    .unwrap_or_default();
+                (*k, *mid, t.layer_for(q))
+            })
+            .collect();
+        for (k, mid, target) in picks {
+            let Some(out) = self
+                .sessions
+                .get_mut(&k)
+                .and_then(|s| s.outputs.get_mut(&mid))
+            else {
+                continue;
+            };
+            if out.target_layer != target {
+                out.target_layer = target;
+                if let Some(layer) = target
+                    && out.current_layer != Some(layer)
+                {
+                    self.actions.push_back(Action::Keyframe {
+                        publisher,
+                        track,
+                        layer,
+                        kind: KeyframeRequestKind::Pli,
+                    });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn set_quality(
+        &mut self,
+        subscriber: &SessionId,
+        publisher: &SessionId,
+        source: TrackSource,
+        quality: VideoQuality,
+    ) -> Result<(), CoreError> {
+        let sub = self.key_of(subscriber)?;
+        let pubk = self.key_of(publisher)?;
+        let tracks: Vec<usize> = self.sessions[&pubk]
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.source == source)
+            .map(|(i, _)| i)
+            .collect();
+        let s = self.sessions.get_mut(&sub).expect("key_of checked");
+        for out in s.outputs.values_mut() {
+            if let Some((p, t)) = out.publisher
+                && p == pubk
+                && tracks.contains(&t)
+            {
+                out.quality = quality;
+            }
+        }
+        for t in tracks {
+            self.actions.push_back(Action::Relayer {
+                publisher: pubk,
+                track: t,
+            });
+        }
+        Ok(())
+    }
+
+    /// Binds a subscriber's m-line to a publisher's track.
+    pub(crate) fn subscribe(
+        &mut self,
+        sub: SessionKey,
+        mid: str0m::media::Mid,
+        publisher: SessionKey,
+        track: usize,
+    ) {
+        let Some(t) = self
+            .sessions
+            .get_mut(&publisher)
+            .and_then(|p| p.inputs.get_mut(track))
+        else {
+            return;
+        };
+        if !t.subscribers.contains(&(sub, mid)) {
+            t.subscribers.push((sub, mid));
+        }
+        let target = t.layer_for(VideoQuality::Auto);
+        let is_video = t.kind == MediaKind::Video;
+        if let Some(out) = self
+            .sessions
+            .get_mut(&sub)
+            .and_then(|s| s.outputs.get_mut(&mid))
+        {
+            out.publisher = Some((publisher, track));
+            out.target_layer = target;
+        }
+        if is_video {
+            self.actions.push_back(Action::Keyframe {
+                publisher,
+                track,
+                layer: target.unwrap_or(0),
+                kind: KeyframeRequestKind::Pli,
+            });
+        }
+    }
+
+    /// WHEP players watch one publisher: the one they named, else the first
+    /// in the call with media. Their audio m-line takes its microphone (or
+    /// screen audio), their video m-line its camera (or screen).
+    fn bind_players(&mut self, call: &signaling::CallId) {
+        let Some(c) = self.calls.get(call) else {
+            return;
+        };
+        let members = c.sessions.clone();
+        let mut binds = Vec::new();
+        for key in &members {
+            let s = &self.sessions[key];
+            let SessionKind::Whep { publisher } = &s.kind else {
+                continue;
+            };
+            let chosen = match publisher {
+                Some(id) => self.by_id.get(id).copied(),
+                None => members
+                    .iter()
+                    .copied()
+                    .find(|k| k != key && self.sessions[k].inputs.iter().any(|t| t.active)),
+            };
+            let Some(pk) = chosen else { continue };
+            let p = &self.sessions[&pk];
+            for (mid, out) in &s.outputs {
+                if out.publisher.is_some() {
+                    continue;
+                }
+                let preference: &[TrackSource] = if out.kind == MediaKind::Audio {
+                    &[TrackSource::Microphone, TrackSource::ScreenAudio]
+                } else {
+                    &[TrackSource::Camera, TrackSource::ScreenVideo]
+                };
+                let found = preference.iter().find_map(|src| {
+                    p.inputs
+                        .iter()
+                        .position(|t| t.active && t.source == *src && t.kind == out.kind)
+                });
+                if let Some(ti) = found {
+                    binds.push((*key, *mid, pk, ti));
+                }
+            }
+        }
+        for (sub, mid, pk, ti) in binds {
+            self.subscribe(sub, mid, pk, ti);
+        }
+    }
+
+    pub(crate) fn on_ingress_stats(&mut self, key: SessionKey, m: MediaIngressStats) {
+        let Some(s) = self.sessions.get(&key) else {
+            return;
+        };
+        if let Some(loss) = m.loss {
+            self.stats.loss.observe(loss as f64);
+        }
+        if let Some(rtt) = m.rtt {
+            self.stats.rtt.observe(rtt.as_secs_f64());
+        }
+        let clock = match s.inputs.iter().find(|t| t.mid == m.mid).map(|t| t.kind) {
+            Some(MediaKind::Audio) => 48_000.0,
+            _ => 90_000.0,
+        };
+        self.stats.jitter.observe(m.jitter as f64 / clock);
+    }
+
+    pub(crate) fn on_egress_stats(&mut self, key: SessionKey, m: MediaEgressStats) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        let last = s.egress_nacks.insert(m.mid, m.nacks).unwrap_or(0);
+        self.stats.nacks_received += m.nacks.saturating_sub(last);
+    }
+}
+
+/// Same codec and, where it matters for decoding, the same parameters.
+fn same_format(a: &str0m::format::PayloadParams, b: &str0m::format::PayloadParams) -> bool {
+    let (a, b) = (a.spec(), b.spec());
+    if a.codec != b.codec || a.clock_rate != b.clock_rate {
+        return false;
+    }
+    match a.codec {
+        str0m::format::Codec::H264 => {
+            a.format.packetization_mode.unwrap_or(0) == b.format.packetization_mode.unwrap_or(0)
+                && a.format.profile_level_id.map(|p| p >> 8)
+                    == b.format.profile_level_id.map(|p| p >> 8)
+        }
+        str0m::format::Codec::Vp9 => a.format.profile_id == b.format.profile_id,
+        _ => true,
+    }
+}
