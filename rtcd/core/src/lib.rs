@@ -59,7 +59,9 @@ mod vad;
 
 pub use config::{CoreConfig, NatMapping};
 pub use demux::{is_stun, stun_username_ufrag, ufrag_worker};
-pub use sfu::{CoreError, Datagram, Output, Protocol, Sfu, Transmit, WhepRequest, WhipAnswer};
+pub use sfu::{
+    CoreError, Datagram, MAX_DATAGRAM, Output, Protocol, Sfu, Transmit, WhepRequest, WhipAnswer,
+};
 pub use stats::{CoreStats, DropReason, Histogram, MediaClass};
 
 /// Reuse one DTLS certificate for every session of the process: generating

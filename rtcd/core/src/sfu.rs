@@ -360,8 +360,51 @@ impl Sfu {
     /// Makes room for a call. Idempotent.
     pub fn create_call(&mut self, call_id: CallId) {
         if !self.calls.contains_key(&call_id) {
-            self.calls.insert(call_id.clone(), Call::new());
+            self.calls.insert(call_id.clone(), Call::new(false));
             self.stats.calls = self.calls.len() as u64;
+        } else if let Some(c) = self.calls.get_mut(&call_id) {
+            // Control now owns a call that WHIP opened: it lives until ended.
+            c.ephemeral = false;
+        }
+    }
+
+    /// A call for WHIP/WHEP: an existing one, or a new one that ends with
+    /// its last session.
+    fn media_call(&mut self, call_id: &CallId) {
+        if !self.calls.contains_key(call_id) {
+            self.calls.insert(call_id.clone(), Call::new(true));
+            self.stats.calls = self.calls.len() as u64;
+        }
+    }
+
+    /// Ends an ephemeral call that has no session left.
+    fn end_if_abandoned(&mut self, call_id: &CallId) {
+        if self.drop_if_abandoned(call_id) {
+            self.emit(FromRtcd::CallEnded {
+                call_id: call_id.clone(),
+            });
+        }
+    }
+
+    fn drop_if_abandoned(&mut self, call_id: &CallId) -> bool {
+        let abandoned = self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.ephemeral && c.sessions.is_empty());
+        if abandoned {
+            self.calls.remove(call_id);
+            self.stats.calls = self.calls.len() as u64;
+        }
+        abandoned
+    }
+
+    /// After a refused WHIP/WHEP offer: if the call does not exist here,
+    /// say so, so the driver forgets the placement it made for it.
+    fn forget_if_absent<T>(&mut self, call_id: &CallId, r: &Result<T, CoreError>) {
+        if r.is_err() && !self.calls.contains_key(call_id) {
+            self.emit(FromRtcd::CallEnded {
+                call_id: call_id.clone(),
+            });
         }
     }
 
@@ -381,6 +424,21 @@ impl Sfu {
         });
         self.run_actions(now);
         Ok(())
+    }
+
+    /// Closes every session and call, e.g. when a drain deadline passes.
+    pub fn close_all(&mut self, now: Instant, reason: CloseReason) {
+        let keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        for key in keys {
+            self.close_session(now, key, reason);
+        }
+        let calls: Vec<CallId> = self.calls.keys().cloned().collect();
+        for call_id in calls {
+            self.calls.remove(&call_id);
+            self.emit(FromRtcd::CallEnded { call_id });
+        }
+        self.stats.calls = 0;
+        self.run_actions(now);
     }
 
     /// Admits a participant; its client then sends the first offer.
@@ -503,6 +561,18 @@ impl Sfu {
         Ok(())
     }
 
+    /// Forgets a session nobody outside the core ever learned of.
+    fn discard_session(&mut self, key: SessionKey) {
+        if let Some(s) = self.sessions.remove(&key) {
+            self.by_id.remove(&s.id);
+            self.demux.remove_ufrag(&s.ufrag);
+            if let Some(call) = self.calls.get_mut(&s.call) {
+                call.sessions.retain(|k| *k != key);
+            }
+            self.stats.sessions = self.sessions.len() as u64;
+        }
+    }
+
     pub(crate) fn close_session(&mut self, _now: Instant, key: SessionKey, reason: CloseReason) {
         let Some(mut s) = self.sessions.remove(&key) else {
             return;
@@ -547,6 +617,7 @@ impl Sfu {
             session_id: s.id.clone(),
             state: SessionState::Closed { reason },
         });
+        self.end_if_abandoned(&s.call);
     }
 
     /// A trickled candidate from the client (`a=` prefix optional). An empty
@@ -586,11 +657,20 @@ impl Sfu {
             subscribe: false,
             ..Permissions::PARTICIPANT
         };
-        self.one_shot_offer(now, call_id, session_id, SessionKind::Whip, perms, offer)
+        let r = self.one_shot_offer(now, call_id, session_id, SessionKind::Whip, perms, offer);
+        self.forget_if_absent(call_id, &r);
+        r
     }
 
     /// A WHEP player's offer: creates its session, bound to a publisher.
     pub fn whep(&mut self, now: Instant, req: WhepRequest) -> Result<WhipAnswer, CoreError> {
+        let call_id = req.call_id.clone();
+        let r = self.whep_inner(now, req);
+        self.forget_if_absent(&call_id, &r);
+        r
+    }
+
+    fn whep_inner(&mut self, now: Instant, req: WhepRequest) -> Result<WhipAnswer, CoreError> {
         if let Some(p) = &req.publisher
             && !self.by_id.contains_key(p)
         {
@@ -620,7 +700,14 @@ impl Sfu {
         offer: &str,
     ) -> Result<WhipAnswer, CoreError> {
         let offer = parse_offer(offer).inspect_err(|_| self.stats.drop(DropReason::BadSdp))?;
-        let key = self.insert_session(now, call_id, session_id.clone(), kind, perms)?;
+        self.media_call(call_id);
+        let key = match self.insert_session(now, call_id, session_id.clone(), kind, perms) {
+            Ok(k) => k,
+            Err(e) => {
+                self.drop_if_abandoned(call_id);
+                return Err(e);
+            }
+        };
         let s = self.sessions.get_mut(&key).expect("just inserted");
         match s.rtc.sdp_api().accept_offer(offer) {
             Ok(answer) => {
@@ -634,8 +721,8 @@ impl Sfu {
             }
             Err(e) => {
                 self.stats.drop(DropReason::BadSdp);
-                self.close_session(now, key, CloseReason::Failed);
-                self.outputs.pop_back(); // the Closed event of a session nobody knew
+                self.discard_session(key);
+                self.drop_if_abandoned(call_id);
                 Err(CoreError::BadSdp(e.to_string()))
             }
         }

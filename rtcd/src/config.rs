@@ -1,0 +1,274 @@
+//! rtcd's configuration: a TOML file, overridden by `RTCD_`-prefixed
+//! environment variables (`RTCD_API__LISTEN=…`, `__` between levels).
+//! Every problem is reported at once, before anything binds.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Names this node in logs, metrics and the control handshake.
+    pub node_id: String,
+    pub rtc: RtcConfig,
+    pub api: ApiConfig,
+    pub drain: DrainConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// Address the media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// The one UDP port for every session; ICE-TCP listens on the same number.
+    pub port: u16,
+    /// Accept ICE-TCP (RFC 6544, passive) for networks that block UDP.
+    pub ice_tcp: bool,
+    /// Addresses to advertise as host candidates. Empty: the addresses of
+    /// this machine's interfaces, without loopback and container bridges.
+    pub advertise: Vec<IpAddr>,
+    /// 1:1 NAT pairs "external/internal": advertise `external`, while the
+    /// sockets see `internal`.
+    pub nat: Vec<String>,
+    /// Advertise loopback addresses (tests and single-machine setups only).
+    pub allow_loopback: bool,
+    /// Worker threads, each owning the calls placed on it. 0: one per core.
+    pub workers: usize,
+    /// recvmmsg/GSO batching; off sends and receives one datagram per syscall.
+    pub batching: bool,
+    pub socket_buffer_bytes: usize,
+    /// Most sessions per worker.
+    pub max_sessions_per_worker: usize,
+    pub connect_timeout_secs: u64,
+    pub disconnect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// HTTP: control WebSocket, WHIP/WHEP, /metrics, /healthz, /readyz.
+    pub listen: SocketAddr,
+    /// Keys control nodes present as `Authorization: Bearer <key>`. At
+    /// least 32 characters each. Keep them in the config file (mode 0600)
+    /// or the environment, never on a world-readable path.
+    pub keys: Vec<String>,
+    /// Secret that signs WHIP/WHEP tokens (`rtcd token`). Empty: WHIP and
+    /// WHEP are off.
+    pub token_secret: String,
+    /// Origins allowed to call WHIP/WHEP from a browser; "*" for any.
+    pub cors_origins: Vec<String>,
+    /// Largest control or WHIP message accepted.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainConfig {
+    /// After SIGTERM, running calls get this long to end on their own.
+    pub deadline_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. "info" or "rtcd=debug,str0m=warn".
+    pub filter: String,
+    pub json: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: "rtcd".into(),
+            rtc: RtcConfig::default(),
+            api: ApiConfig::default(),
+            drain: DrainConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            port: 8443,
+            ice_tcp: true,
+            advertise: Vec::new(),
+            nat: Vec::new(),
+            allow_loopback: false,
+            workers: 0,
+            batching: true,
+            socket_buffer_bytes: 4 << 20,
+            max_sessions_per_worker: 10_000,
+            connect_timeout_secs: 30,
+            disconnect_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8045)),
+            keys: Vec::new(),
+            token_secret: String::new(),
+            cors_origins: vec!["*".into()],
+            max_message_bytes: 256 << 10,
+        }
+    }
+}
+
+impl Default for DrainConfig {
+    fn default() -> Self {
+        DrainConfig { deadline_secs: 300 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            json: false,
+        }
+    }
+}
+
+/// Shortest accepted secret: 32 characters (~190 bits from a generator).
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Config {
+    /// Loads defaults ← file (if given) ← environment, then validates.
+    /// Returns every problem found, not just the first.
+    pub fn load(file: Option<&Path>) -> Result<Config, Vec<String>> {
+        let config = Self::load_unchecked(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads without [`Config::validate`], for callers that fill gaps first.
+    pub fn load_unchecked(file: Option<&Path>) -> Result<Config, Vec<String>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]);
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("RTCD_").split("__"));
+        let config: Config = fig
+            .extract()
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.api.keys.is_empty() {
+            errors.push(
+                "api.keys is empty: control nodes could not authenticate (set RTCD_API__KEYS='[\"…\"]' or api.keys in the file)"
+                    .into(),
+            );
+        }
+        for (i, k) in self.api.keys.iter().enumerate() {
+            if k.len() < MIN_SECRET_LEN {
+                errors.push(format!(
+                    "api.keys[{i}] is {} characters; at least {MIN_SECRET_LEN} are required",
+                    k.len()
+                ));
+            }
+        }
+        if !self.api.token_secret.is_empty() && self.api.token_secret.len() < MIN_SECRET_LEN {
+            errors.push(format!(
+                "api.token_secret is {} characters; at least {MIN_SECRET_LEN} are required",
+                self.api.token_secret.len()
+            ));
+        }
+        for n in &self.rtc.nat {
+            if let Err(e) = parse_nat(n) {
+                errors.push(format!("rtc.nat {n:?}: {e}"));
+            }
+        }
+        if self.rtc.socket_buffer_bytes < 64 << 10 {
+            errors.push("rtc.socket_buffer_bytes must be at least 65536".into());
+        }
+        if self.rtc.max_sessions_per_worker == 0 {
+            errors.push("rtc.max_sessions_per_worker must be at least 1".into());
+        }
+        if self.api.max_message_bytes < 4096 {
+            errors.push("api.max_message_bytes must be at least 4096".into());
+        }
+        if self.rtc.connect_timeout_secs == 0 || self.rtc.disconnect_timeout_secs == 0 {
+            errors.push(
+                "rtc.connect_timeout_secs and rtc.disconnect_timeout_secs must be positive".into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            errors.push(format!("log.filter {:?}: {e}", self.log.filter));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn drain_deadline(&self) -> Duration {
+        Duration::from_secs(self.drain.deadline_secs)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        match self.rtc.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(255)
+    }
+}
+
+/// "external/internal", both IP addresses.
+pub fn parse_nat(s: &str) -> Result<rtcd_core::NatMapping, String> {
+    let (ext, int) = s.split_once('/').ok_or("expected \"external/internal\"")?;
+    let external = ext
+        .trim()
+        .parse()
+        .map_err(|_| format!("{ext:?} is not an IP address"))?;
+    let internal = int
+        .trim()
+        .parse()
+        .map_err(|_| format!("{int:?} is not an IP address"))?;
+    Ok(rtcd_core::NatMapping { external, internal })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut c = Config::default();
+        c.api.keys = vec!["short".into()];
+        c.api.token_secret = "also-short".into();
+        c.rtc.nat = vec!["1.2.3.4".into(), "1.2.3.4/x".into()];
+        c.log.filter = "==".into();
+        let errors = c.validate().unwrap_err();
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(errors[0].contains("api.keys[0]"));
+    }
+
+    #[test]
+    fn nat_pairs_parse() {
+        let m = parse_nat("203.0.113.7/10.0.0.7").unwrap();
+        assert_eq!(m.external, "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(m.internal, "10.0.0.7".parse::<IpAddr>().unwrap());
+    }
+}

@@ -1,0 +1,251 @@
+//! `/metrics`: built at scrape time from the workers' snapshots, so the
+//! packet path only bumps plain integers on its own thread.
+
+use std::sync::atomic::Ordering;
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use rtcd_core::{DropReason, MediaClass};
+
+use crate::node::Node;
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, h: &rtcd_core::Histogram) {
+    // Rebuild the histogram from the merged buckets: observe each bucket's
+    // upper bound as often as it was hit, so counts and buckets are exact
+    // and the sum is taken from the source.
+    let hist = Histogram::with_opts(HistogramOpts::new(name, help).buckets(h.bounds.to_vec()))
+        .expect("valid metric");
+    for (bound, n) in h.bounds.iter().zip(&h.counts) {
+        for _ in 0..*n {
+            hist.observe(*bound);
+        }
+    }
+    r.register(Box::new(hist)).expect("unique metric");
+}
+
+pub fn render(node: &Node) -> String {
+    let r = Registry::new_custom(Some("rtcd".into()), None).expect("valid registry");
+    let snaps = node.snapshots();
+    let mut total = rtcd_core::CoreStats::default();
+    for s in &snaps {
+        total.merge(&s.core);
+    }
+
+    gauge(&r, "sessions", "Sessions on this node.").set(total.sessions as i64);
+    gauge(&r, "calls", "Calls on this node.").set(node.call_count() as i64);
+    gauge(&r, "draining", "1 while the node drains.").set(node.is_draining() as i64);
+    gauge(&r, "control_connections", "Connected control nodes.").set(node.conn_count() as i64);
+    gauge(&r, "ice_tcp_connections", "Open ICE-TCP connections.").set(node.tcp.len() as i64);
+
+    let pin = counter(
+        &r,
+        "packets_in_total",
+        "Packets received, by kind (other = STUN, DTLS, RTCP).",
+        &["kind"],
+    );
+    let bin = counter(&r, "bytes_in_total", "Bytes received, by kind.", &["kind"]);
+    let fwd = counter(
+        &r,
+        "forwarded_packets_total",
+        "Media packets forwarded to subscribers, by kind.",
+        &["kind"],
+    );
+    let fwdb = counter(
+        &r,
+        "forwarded_bytes_total",
+        "Media payload bytes forwarded, by kind.",
+        &["kind"],
+    );
+    for c in MediaClass::ALL {
+        let i = c as usize;
+        // The core counts every datagram as "other" on arrival and media
+        // again by kind once decrypted; report other = all - media.
+        let (p, b) = if c == MediaClass::Other {
+            (
+                total.packets_in[i].saturating_sub(total.packets_in[0] + total.packets_in[1]),
+                total.bytes_in[i].saturating_sub(total.bytes_in[0] + total.bytes_in[1]),
+            )
+        } else {
+            (total.packets_in[i], total.bytes_in[i])
+        };
+        pin.with_label_values(&[c.as_str()]).inc_by(p);
+        bin.with_label_values(&[c.as_str()]).inc_by(b);
+        fwd.with_label_values(&[c.as_str()])
+            .inc_by(total.forwarded_packets[i]);
+        fwdb.with_label_values(&[c.as_str()])
+            .inc_by(total.forwarded_bytes[i]);
+    }
+    counter(&r, "packets_out_total", "Datagrams sent.", &[])
+        .with_label_values(&[] as &[&str])
+        .inc_by(total.packets_out);
+    counter(&r, "bytes_out_total", "Bytes sent.", &[])
+        .with_label_values(&[] as &[&str])
+        .inc_by(total.bytes_out);
+    let dropped = counter(
+        &r,
+        "dropped_total",
+        "Packets and requests dropped or refused, by reason.",
+        &["reason"],
+    );
+    for reason in DropReason::ALL {
+        dropped
+            .with_label_values(&[reason.as_str()])
+            .inc_by(total.dropped(reason));
+    }
+    counter(
+        &r,
+        "nacks_received_total",
+        "NACKs received from subscribers.",
+        &[],
+    )
+    .with_label_values(&[] as &[&str])
+    .inc_by(total.nacks_received);
+    let kf = counter(
+        &r,
+        "keyframe_requests_total",
+        "Keyframe requests (PLI/FIR) towards publishers.",
+        &["outcome"],
+    );
+    kf.with_label_values(&["forwarded"])
+        .inc_by(total.keyframe_requests_forwarded);
+    kf.with_label_values(&["rate_limited"])
+        .inc_by(total.keyframe_requests_suppressed);
+    let sess = counter(
+        &r,
+        "sessions_total",
+        "Sessions created and closed.",
+        &["event"],
+    );
+    sess.with_label_values(&["created"])
+        .inc_by(total.sessions_created);
+    sess.with_label_values(&["closed"])
+        .inc_by(total.sessions_closed);
+    sess.with_label_values(&["failed"])
+        .inc_by(total.session_failures);
+    histogram(&r, "rtt_seconds", "Round-trip time to peers.", &total.rtt);
+    histogram(
+        &r,
+        "loss_ratio",
+        "Fraction of packets lost from publishers.",
+        &total.loss,
+    );
+    histogram(
+        &r,
+        "jitter_seconds",
+        "Interarrival jitter of published streams.",
+        &total.jitter,
+    );
+
+    let rej = counter(
+        &r,
+        "rejected_total",
+        "Control and HTTP input refused, by reason.",
+        &["reason"],
+    );
+    let j = &node.rejections;
+    for (name, v) in [
+        ("unauthenticated", &j.unauthenticated),
+        ("bad_message", &j.bad_message),
+        ("oversized", &j.oversized),
+        ("version", &j.version),
+        ("draining", &j.draining),
+        ("whip_bad_request", &j.whip_bad_request),
+    ] {
+        rej.with_label_values(&[name])
+            .inc_by(v.load(Ordering::Relaxed));
+    }
+    counter(
+        &r,
+        "control_events_dropped_total",
+        "Events dropped because a control node read too slowly.",
+        &[],
+    )
+    .with_label_values(&[] as &[&str])
+    .inc_by(node.events_dropped.load(Ordering::Relaxed));
+
+    let cpu = GaugeVec::new(
+        Opts::new("worker_cpu_seconds", "CPU time used by each worker thread."),
+        &["worker"],
+    )
+    .expect("valid metric");
+    let busy = GaugeVec::new(
+        Opts::new(
+            "worker_busy_ratio",
+            "Share of the last half second each worker spent working.",
+        ),
+        &["worker"],
+    )
+    .expect("valid metric");
+    let steered = IntGaugeVec::new(
+        Opts::new(
+            "worker_steered_datagrams",
+            "Datagrams handed to the owning worker (cumulative).",
+        ),
+        &["worker"],
+    )
+    .expect("valid metric");
+    let sys = IntGaugeVec::new(
+        Opts::new(
+            "worker_syscalls",
+            "UDP receive and send syscalls (cumulative).",
+        ),
+        &["worker", "direction"],
+    )
+    .expect("valid metric");
+    for (i, s) in snaps.iter().enumerate() {
+        let w = i.to_string();
+        cpu.with_label_values(&[&w]).set(s.cpu.as_secs_f64());
+        busy.with_label_values(&[&w]).set(s.busy as f64);
+        steered.with_label_values(&[&w]).set(s.steered_out as i64);
+        if let Some(c) = s.socket {
+            sys.with_label_values(&[&w, "recv"])
+                .set(c.recv_syscalls as i64);
+            sys.with_label_values(&[&w, "send"])
+                .set(c.send_syscalls as i64);
+        }
+    }
+    for m in [
+        Box::new(cpu) as Box<dyn prometheus::core::Collector>,
+        Box::new(busy),
+        Box::new(steered),
+        Box::new(sys),
+    ] {
+        r.register(m).expect("unique metric");
+    }
+    if let Some(rss) = resident_bytes() {
+        gauge(
+            &r,
+            "resident_memory_bytes",
+            "Resident memory of the rtcd process.",
+        )
+        .set(rss as i64);
+    }
+
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&r.gather(), &mut out)
+        .expect("text encoding cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
