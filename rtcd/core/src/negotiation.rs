@@ -13,9 +13,10 @@ use signaling::SessionId;
 use signaling::media::{Sdp, TrackDeclaration};
 use signaling::rtcd::FromRtcd;
 use str0m::change::SdpAnswer;
+use str0m::ice::IceCreds;
 use str0m::media::{Direction, MediaAdded, MediaChanged, MediaKind};
 
-use crate::demux::SessionKey;
+use crate::demux::{SessionKey, new_ice_password, new_ufrag};
 use crate::session::{InTrack, Layer, OutTrack, PendingOffer, SessionKind};
 use crate::sfu::{Action, CoreError, Sfu, parse_offer};
 
@@ -48,10 +49,17 @@ impl Sfu {
             .map_err(|e| CoreError::BadSdp(e.to_string()))?;
         let first = !s.remote_described;
         s.remote_described = true;
+        let mut sdp = answer.to_sdp_string();
+        // The client restarted ICE (its network changed): str0m answered
+        // with fresh random credentials; swap in ones that name this worker.
+        let current = s.rtc.direct_api().local_ice_credentials();
+        if current.ufrag != s.ufrag {
+            sdp = self.adopt_worker_credentials(key, &current, sdp);
+        }
         self.emit(FromRtcd::Answer {
             session_id: id.clone(),
             answer: Sdp {
-                sdp: answer.to_sdp_string(),
+                sdp,
                 negotiation: 0,
             },
         });
@@ -81,11 +89,16 @@ impl Sfu {
             tracing::debug!(session = %id, negotiation, "ignoring answer to a superseded offer");
             return Ok(());
         };
+        let restart = pending.ice_restart.clone();
         if let Err(e) = s.rtc.sdp_api().accept_answer(pending.offer, answer) {
             // The offer is gone either way; offer the changes again.
             s.dirty = true;
             self.actions.push_back(Action::Renegotiate(key));
             return Err(CoreError::BadSdp(e.to_string()));
+        }
+        if let Some(creds) = restart {
+            // str0m applied its own restart credentials; ours were offered.
+            s.rtc.direct_api().set_local_ice_credentials(creds);
         }
         let unbound: Vec<_> = pending
             .stopped
@@ -201,6 +214,7 @@ impl Sfu {
             offer: pending,
             added,
             stopped: to_stop,
+            ice_restart: None,
         });
         let session_id = s.id.clone();
         self.emit(FromRtcd::Offer {
@@ -225,12 +239,17 @@ impl Sfu {
             s.dirty = true;
         }
         let mut api = s.rtc.sdp_api();
-        let creds = api.ice_restart(true);
+        let theirs = api.ice_restart(true);
         let Some((offer, pending)) = api.apply() else {
             return Ok(());
         };
-        // str0m picks the new credentials; route STUN for them here too.
-        self.register_ufrag(creds.ufrag, key);
+        // str0m picks random credentials; offer ones that name this worker
+        // instead, and install them once the client answers.
+        let ours = self.worker_credentials(key);
+        let sdp = offer
+            .to_sdp_string()
+            .replace(&theirs.ufrag, &ours.ufrag)
+            .replace(&theirs.pass, &ours.pass);
         let s = self.sessions.get_mut(&key).expect("present");
         let negotiation = s.next_negotiation;
         s.next_negotiation += 1;
@@ -239,15 +258,44 @@ impl Sfu {
             offer: pending,
             added: Vec::new(),
             stopped: Vec::new(),
+            ice_restart: Some(ours),
         });
         self.emit(FromRtcd::Offer {
             session_id: id.clone(),
-            offer: Sdp {
-                sdp: offer.to_sdp_string(),
-                negotiation,
-            },
+            offer: Sdp { sdp, negotiation },
         });
         Ok(())
+    }
+
+    /// New local ICE credentials whose ufrag names this worker, registered
+    /// for routing.
+    fn worker_credentials(&mut self, key: SessionKey) -> IceCreds {
+        let creds = IceCreds {
+            ufrag: new_ufrag(self.config.worker),
+            pass: new_ice_password(),
+        };
+        self.register_ufrag(creds.ufrag.clone(), key);
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.ufrags.push(creds.ufrag.clone());
+            s.ufrag = creds.ufrag.clone();
+        }
+        creds
+    }
+
+    /// Replaces the credentials str0m chose (`current`) in its SDP and in
+    /// the ICE agent with worker-named ones.
+    fn adopt_worker_credentials(
+        &mut self,
+        key: SessionKey,
+        current: &IceCreds,
+        sdp: String,
+    ) -> String {
+        let ours = self.worker_credentials(key);
+        if let Some(s) = self.sessions.get_mut(&key) {
+            s.rtc.direct_api().set_local_ice_credentials(ours.clone());
+        }
+        sdp.replace(&current.ufrag, &ours.ufrag)
+            .replace(&current.pass, &ours.pass)
     }
 
     pub(crate) fn on_media_added(&mut self, key: SessionKey, m: MediaAdded) {

@@ -151,6 +151,8 @@ pub(crate) struct PendingOffer {
     /// m-lines added: (mid, publisher, its InTrack index).
     pub added: Vec<(Mid, SessionKey, usize)>,
     pub stopped: Vec<Mid>,
+    /// Credentials to install when the answer to an ICE restart arrives.
+    pub ice_restart: Option<str0m::ice::IceCreds>,
 }
 
 pub(crate) struct Session {
@@ -159,7 +161,10 @@ pub(crate) struct Session {
     pub kind: SessionKind,
     pub permissions: Permissions,
     pub rtc: Rtc,
+    /// The current local ICE ufrag.
     pub ufrag: String,
+    /// Every ufrag this session has had (ICE restarts), for routing cleanup.
+    pub ufrags: Vec<String>,
     pub connectivity: Connectivity,
     pub created: Instant,
     pub remote_addrs: Vec<(Protocol, SocketAddr)>,

@@ -485,6 +485,7 @@ impl Sfu {
                 kind,
                 permissions,
                 rtc,
+                ufrags: vec![ufrag.clone()],
                 ufrag,
                 connectivity: Connectivity::Connecting,
                 created: now,
@@ -579,7 +580,9 @@ impl Sfu {
         };
         s.closed = true;
         self.by_id.remove(&s.id);
-        self.demux.remove_ufrag(&s.ufrag);
+        for u in &s.ufrags {
+            self.demux.remove_ufrag(u);
+        }
         for (proto, addr) in &s.remote_addrs {
             self.demux.remove_addr(*proto, *addr);
         }

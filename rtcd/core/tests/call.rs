@@ -427,3 +427,70 @@ fn bad_signaling_is_refused_with_a_reason() {
         "the call is unharmed"
     );
 }
+
+#[test]
+fn a_client_that_changes_network_restarts_ice_and_media_resumes() {
+    let mut net = call_with_two_listeners();
+    publish(&mut net, 0, 5, 100);
+    assert_eq!(net.received_payloads(1, MediaKind::Audio).len(), 5);
+    // Bob's network changes: the old address goes dark, a new one appears.
+    let new_addr = "10.0.2.2:6000".parse().unwrap();
+    net.move_and_restart(1, new_addr);
+    let answer = net
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            FromRtcd::Answer { session_id, answer } if session_id.as_str() == "bob" => {
+                Some(answer.sdp.clone())
+            }
+            _ => None,
+        })
+        .expect("rtcd answered the restart");
+    // New credentials, still naming worker 0 so steering keeps working.
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap();
+    assert!(ufrag.starts_with("00"), "{ufrag}");
+    net.advance(Duration::from_millis(500));
+    publish(&mut net, 0, 10, 105);
+    let audio = net.received_payloads(1, MediaKind::Audio);
+    assert!(
+        audio.len() >= 14,
+        "media resumed on the new path: {}",
+        audio.len()
+    );
+    assert_eq!(audio.last(), Some(&opus(9)));
+}
+
+#[test]
+fn rtcd_initiated_ice_restart_keeps_the_call() {
+    let mut net = call_with_two_listeners();
+    net.sfu.handle_command(
+        net.now,
+        ToRtcd::IceRestart {
+            session_id: SessionId::new("carol").unwrap(),
+        },
+    );
+    net.pump();
+    let offer = net
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            FromRtcd::Offer { session_id, offer } if session_id.as_str() == "carol" => {
+                Some(offer.sdp.clone())
+            }
+            _ => None,
+        })
+        .expect("rtcd offered a restart");
+    let ufrag = offer
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .unwrap();
+    assert!(ufrag.starts_with("00"), "{ufrag}");
+    net.advance(Duration::from_millis(500));
+    publish(&mut net, 0, 10, 300);
+    assert_eq!(net.received_payloads(2, MediaKind::Audio).len(), 10);
+}

@@ -268,6 +268,34 @@ impl Net {
         }
     }
 
+    /// The client's network changes: a new address, and an ICE restart
+    /// offered through control as a browser's `restartIce()` would.
+    pub fn move_and_restart(&mut self, ci: usize, to: SocketAddr) {
+        let c = &mut self.clients[ci];
+        let old = Candidate::host(c.addr, "udp").unwrap();
+        c.rtc.direct_api().invalidate_candidate(&old);
+        c.rtc
+            .add_local_candidate(Candidate::host(to, "udp").unwrap());
+        c.addr = to;
+        let mut api = c.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply().unwrap();
+        c.pending = Some(pending);
+        let id = c.id.clone();
+        self.sfu.handle_command(
+            self.now,
+            ToRtcd::Offer {
+                session_id: id,
+                offer: Sdp {
+                    sdp: offer.to_sdp_string(),
+                    negotiation: 0,
+                },
+                tracks: vec![],
+            },
+        );
+        self.pump();
+    }
+
     /// Advances the fake clock in steps, firing every due timeout.
     pub fn advance(&mut self, by: Duration) {
         let end = self.now + by;
