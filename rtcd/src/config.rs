@@ -153,6 +153,8 @@ impl Config {
     }
 
     /// Loads without [`Config::validate`], for callers that fill gaps first.
+    /// Each section is read on its own so that a mistake in one does not
+    /// hide mistakes in the others.
     pub fn load_unchecked(file: Option<&Path>) -> Result<Config, Vec<String>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
@@ -165,10 +167,36 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(Env::prefixed("RTCD_").split("__"));
-        let config: Config = fig
-            .extract()
-            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-        Ok(config)
+        let mut errors = Vec::new();
+        fn section<T: serde::de::DeserializeOwned + Default>(
+            fig: &Figment,
+            key: &str,
+            errors: &mut Vec<String>,
+        ) -> T {
+            fig.extract_inner(key).unwrap_or_else(|e| {
+                errors.extend(e.into_iter().map(|e| e.to_string()));
+                T::default()
+            })
+        }
+        let config = Config {
+            node_id: section(&fig, "node_id", &mut errors),
+            rtc: section(&fig, "rtc", &mut errors),
+            api: section(&fig, "api", &mut errors),
+            drain: section(&fig, "drain", &mut errors),
+            log: section(&fig, "log", &mut errors),
+        };
+        if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
+            for key in top.keys() {
+                if !["node_id", "rtc", "api", "drain", "log"].contains(&key.as_str()) {
+                    errors.push(format!("unknown section or key {key:?}"));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -263,6 +291,18 @@ mod tests {
         let errors = c.validate().unwrap_err();
         assert_eq!(errors.len(), 5, "{errors:#?}");
         assert!(errors[0].contains("api.keys[0]"));
+    }
+
+    #[test]
+    fn a_broken_file_reports_a_problem_per_section() {
+        let path = std::env::temp_dir().join(format!("rtcd-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "colour = 1\n[rtc]\nport = \"x\"\n[api]\nlisten = \"nope\"\n").unwrap();
+        let errors = Config::load(Some(&path)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors.iter().any(|e| e.contains("colour")));
+        assert!(errors.iter().any(|e| e.contains("u16")));
+        assert!(errors.iter().any(|e| e.contains("socket address")));
     }
 
     #[test]
