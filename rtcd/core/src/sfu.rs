@@ -894,6 +894,17 @@ impl Sfu {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.set_connectivity(now, key, Connectivity::Disconnected(now))
             }
+            // Back after a loss of connectivity (DTLS survived): connected
+            // again. Before the first DTLS handshake only `Connected` counts.
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self
+                .sessions
+                .get(&key)
+                .is_some_and(|s| matches!(s.connectivity, Connectivity::Disconnected(_))) =>
+            {
+                self.set_connectivity(now, key, Connectivity::Connected)
+            }
             Event::IceConnectionStateChange(_) => {}
             Event::MediaAdded(m) => self.on_media_added(key, m),
             Event::MediaChanged(m) => self.on_media_changed(key, m),

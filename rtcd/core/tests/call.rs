@@ -494,3 +494,36 @@ fn rtcd_initiated_ice_restart_keeps_the_call() {
     publish(&mut net, 0, 10, 300);
     assert_eq!(net.received_payloads(2, MediaKind::Audio).len(), 10);
 }
+
+#[test]
+fn a_session_that_loses_connectivity_briefly_recovers() {
+    let mut net = call_with_two_listeners();
+    net.clients[1].offline = true;
+    // Long enough for ICE to notice (~15 s for an ICE-lite agent), shorter
+    // than that plus the disconnect timeout.
+    net.advance(Duration::from_secs(17));
+    assert!(
+        net.events.iter().any(|e| matches!(e,
+        FromRtcd::SessionState { session_id, state: SessionState::Disconnected }
+            if session_id.as_str() == "bob")),
+        "rtcd noticed the loss"
+    );
+    net.clients[1].offline = false;
+    net.advance(Duration::from_secs(3));
+    let states: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            FromRtcd::SessionState { session_id, state } if session_id.as_str() == "bob" => {
+                Some(state.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(states.last(), Some(&SessionState::Connected), "{states:?}");
+    // Still there well past the disconnect timeout, and receiving.
+    net.advance(Duration::from_secs(20));
+    assert!(net.sfu.has_session(&SessionId::new("bob").unwrap()));
+    publish(&mut net, 0, 5, 800);
+    assert!(net.received_payloads(1, MediaKind::Audio).len() >= 5);
+}
