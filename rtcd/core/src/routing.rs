@@ -158,13 +158,16 @@ impl Sfu {
         else {
             return;
         };
-        let subscribers = track.subscribers.clone();
+        // Reuse one buffer for the subscriber list: no allocation per packet.
+        let mut subscribers = std::mem::take(&mut self.fanout_scratch);
+        subscribers.clear();
+        subscribers.extend_from_slice(&track.subscribers);
         let class = if kind == MediaKind::Audio {
             MediaClass::Audio
         } else {
             MediaClass::Video
         };
-        for (sub_key, mid) in subscribers {
+        for &(sub_key, mid) in &subscribers {
             let Some(sub) = self.sessions.get_mut(&sub_key) else {
                 continue;
             };
@@ -230,6 +233,7 @@ impl Sfu {
             self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
             self.drain(now, sub_key);
         }
+        self.fanout_scratch = subscribers;
     }
 
     pub(crate) fn on_keyframe_request(&mut self, key: SessionKey, r: KeyframeRequest) {

@@ -165,6 +165,8 @@ pub struct Sfu {
     pub(crate) actions: VecDeque<Action>,
     next_key: SessionKey,
     pub(crate) stats: CoreStats,
+    /// Subscriber list of the packet being forwarded, kept to reuse its memory.
+    pub(crate) fanout_scratch: Vec<(SessionKey, str0m::media::Mid)>,
 }
 
 impl Sfu {
@@ -180,6 +182,7 @@ impl Sfu {
             actions: VecDeque::new(),
             next_key: 1,
             stats: CoreStats::default(),
+            fanout_scratch: Vec::new(),
         }
     }
 
