@@ -1,1 +1,25 @@
-//! Load generator and side-by-side SFU comparisons. Not built yet: this crate only reserves its place in the workspace.
+//! Load generator for rtcd, and the reports that compare runs.
+//!
+//! Simulated participants are real WebRTC peers: str0m `Rtc` clients in RTP
+//! mode doing ICE, DTLS and SRTP, joining through rtcd's control API (the
+//! bench plays the control node) or WHIP/WHEP, and sending media at
+//! realistic rates ([`media`]). Every payload carries its send time and a
+//! counter ([`payload`]), so receivers measure one-way delay through the
+//! SFU, loss and reorder. Many participants share a few threads
+//! ([`worker`]): one UDP socket each, level-triggered epoll, batched
+//! receive, GSO sends. rtcd runs as its own process ([`sfu`]) so its CPU
+//! time and memory are its own; the generator watches its own CPU and
+//! flags a run it could not drive.
+//!
+//! Entry points: [`scenario::run`] for one scenario, the `bench` binary
+//! for the CLI.
+
+pub mod media;
+pub mod payload;
+pub mod plot;
+pub mod procstat;
+pub mod report;
+pub mod scenario;
+pub mod sfu;
+pub mod signal;
+pub mod worker;

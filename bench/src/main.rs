@@ -1,0 +1,346 @@
+//! `bench`: drive rtcd with simulated participants and report what it costs.
+//!
+//! ```text
+//! bench run --scenario large-call --participants 500 --duration 30
+//! bench run --quick                  # every scenario, small, < 2 minutes
+//! bench compare-self --scenario large-call --participants 300
+//! ```
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench::procstat;
+use bench::report::{MARKDOWN_HEADER, RunResult};
+use bench::scenario::{RunOptions, Scenario};
+use bench::sfu::{SfuMode, SfuOptions, find_rtcd_binary};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and benchmarks for the rtcd SFU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario (or, with --quick and no scenario, all of them small).
+    Run(RunArgs),
+    /// Run a scenario against rtcd with its fast paths on and off
+    /// (1 worker, 1 worker without batching, 2 workers) and print ratios.
+    CompareSelf(RunArgs),
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
+    /// Listeners (large-call), people per call (many-calls, soak), people
+    /// (meeting) or viewers (broadcast).
+    #[arg(long)]
+    participants: Option<usize>,
+    #[arg(long)]
+    speakers: Option<usize>,
+    /// Add a screen share.
+    #[arg(long)]
+    screen: bool,
+    /// Speakers also send camera video (simulcast).
+    #[arg(long)]
+    video: bool,
+    /// Calls (many-calls, join-storm, soak).
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Measurement window in seconds.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Joins per second (join-storm).
+    #[arg(long)]
+    join_rate: Option<f64>,
+    /// rtcd worker threads.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Turn rtcd's recvmmsg/GSO batching off.
+    #[arg(long)]
+    no_batching: bool,
+    /// Small scale: every scenario (or the one named) in under two minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Where JSON results and SVG plots go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Append a dated section with the figures to this Markdown file
+    /// (e.g. bench/RESULTS.md).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Generator threads (default: one per CPU the generator may use).
+    #[arg(long)]
+    gen_threads: Option<usize>,
+    /// Do not pin rtcd and the generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Run rtcd inside this process instead of as the rtcd binary.
+    #[arg(long)]
+    in_process: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = match cli.command {
+        Command::Run(a) => runtime.block_on(cmd_run(a, command_line)),
+        Command::CompareSelf(a) => runtime.block_on(cmd_compare(a, command_line)),
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Layout {
+    sfu_cpus: Option<Vec<usize>>,
+    gen_cpus: Vec<usize>,
+    text: String,
+}
+
+/// rtcd gets the last `workers` CPUs, the generator the rest, when there
+/// are enough; otherwise nothing is pinned.
+fn layout(a: &RunArgs, mode: &SfuMode, all: &[usize]) -> Layout {
+    let binary = matches!(mode, SfuMode::Binary(_));
+    if !a.no_pin && binary && all.len() > a.workers {
+        let split = all.len() - a.workers;
+        let (g, s) = all.split_at(split);
+        Layout {
+            sfu_cpus: Some(s.to_vec()),
+            gen_cpus: g.to_vec(),
+            text: format!("rtcd pinned to CPU {s:?}, generator to CPU {g:?}"),
+        }
+    } else {
+        Layout {
+            sfu_cpus: None,
+            gen_cpus: all.to_vec(),
+            text: format!(
+                "not pinned (rtcd and generator share CPUs {all:?}{})",
+                if a.no_pin {
+                    ""
+                } else if !binary {
+                    "; rtcd in process"
+                } else {
+                    "; not enough CPUs for rtcd's workers and the generator"
+                }
+            ),
+        }
+    }
+}
+
+fn sfu_mode(a: &RunArgs) -> anyhow::Result<SfuMode> {
+    if a.in_process {
+        return Ok(SfuMode::InProcess);
+    }
+    match find_rtcd_binary() {
+        Some(p) => Ok(SfuMode::Binary(p)),
+        None => anyhow::bail!(
+            "no rtcd binary next to bench (build it with `cargo build --release -p rtcd`), \
+             and RTCD_BIN is not set; or pass --in-process"
+        ),
+    }
+}
+
+fn options(
+    a: &RunArgs,
+    scenario: Scenario,
+    workers: usize,
+    batching: bool,
+    all_cpus: &[usize],
+    command: &str,
+) -> anyhow::Result<RunOptions> {
+    let mode = sfu_mode(a)?;
+    let mut a2 = a.clone();
+    a2.workers = workers;
+    let l = layout(&a2, &mode, all_cpus);
+    procstat::pin_current(&l.gen_cpus)?;
+    Ok(RunOptions {
+        scenario,
+        participants: a.participants,
+        speakers: a.speakers,
+        screen: a.screen,
+        video: a.video,
+        calls: a.calls,
+        duration: a.duration.map(Duration::from_secs),
+        join_rate: a.join_rate,
+        quick: a.quick,
+        sfu: SfuOptions {
+            mode,
+            workers,
+            batching,
+            cpus: l.sfu_cpus,
+        },
+        gen_threads: a.gen_threads.unwrap_or(l.gen_cpus.len()).max(1),
+        gen_cpus: l.gen_cpus,
+        pinning: l.text,
+        progress: true,
+        command: command.to_string(),
+    })
+}
+
+fn emit(r: &RunResult, out: &std::path::Path, stem: &str) -> anyhow::Result<()> {
+    println!("{}", r.table());
+    r.write_files(out, stem)?;
+    println!(
+        "  files: {}/{stem}.json, {}/{stem}.svg\n",
+        out.display(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn stem(r: &RunResult, suffix: &str) -> String {
+    let date: String = r
+        .date
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    format!("{date}-{}{suffix}", r.scenario)
+}
+
+fn append_results(
+    path: &std::path::Path,
+    title: &str,
+    command: &str,
+    results: &[&RunResult],
+    extra: &str,
+) -> anyhow::Result<()> {
+    let Some(first) = results.first() else {
+        return Ok(());
+    };
+    let mut s = String::new();
+    if !path.exists() {
+        s.push_str("# rtcd benchmark results\n\nEach section is one `bench` invocation; older sections stay for comparison. Figures come from `bench` (see bench/src/lib.rs): CPU from /proc/<rtcd pid>/stat over the measurement window, forwarded packets from rtcd's /metrics, delay measured by the receiving participants on the same clock.\n");
+    }
+    s.push_str(&format!(
+        "\n## {} — {title}\n\n- machine: {}\n- command: `{command}`\n- rtcd commit: {}\n- rtcd: {}\n- pinning: {}\n\n{MARKDOWN_HEADER}\n",
+        first.date, first.machine, first.rtcd_commit, first.rtcd, first.pinning
+    ));
+    for r in results {
+        s.push_str(&r.markdown_row());
+        s.push('\n');
+    }
+    for r in results {
+        for w in &r.warnings {
+            s.push_str(&format!("\n- {}: {w}", r.scenario));
+        }
+    }
+    s.push('\n');
+    s.push_str(extra);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(s.as_bytes())?;
+    Ok(())
+}
+
+async fn cmd_run(a: RunArgs, command: String) -> anyhow::Result<bool> {
+    let all = procstat::allowed_cpus();
+    let scenarios: Vec<Scenario> = match (a.scenario, a.quick) {
+        (Some(s), _) => vec![s],
+        (None, true) => Scenario::ALL.to_vec(),
+        (None, false) => anyhow::bail!("name a --scenario (or pass --quick to run them all)"),
+    };
+    let started = std::time::Instant::now();
+    let mut results = Vec::new();
+    let mut ok = true;
+    for s in scenarios {
+        let o = options(&a, s, a.workers, !a.no_batching, &all, &command)?;
+        let r = bench::scenario::run(&o).await?;
+        emit(&r, &a.out, &stem(&r, ""))?;
+        let correct = r.join.failed == 0
+            && r.delivery.missing_streams == 0
+            && r.join.connected == r.join.attempted;
+        ok &= correct;
+        results.push(r);
+    }
+    if results.len() > 1 {
+        println!("{MARKDOWN_HEADER}");
+        for r in &results {
+            println!("{}", r.markdown_row());
+        }
+        println!(
+            "\n{} scenarios in {:.0} s",
+            results.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(path) = &a.results {
+        let refs: Vec<&RunResult> = results.iter().collect();
+        let title = if a.quick { "quick" } else { "run" };
+        append_results(path, title, &command, &refs, "")?;
+    }
+    Ok(ok)
+}
+
+async fn cmd_compare(a: RunArgs, command: String) -> anyhow::Result<bool> {
+    let scenario = a.scenario.unwrap_or(Scenario::LargeCall);
+    let all = procstat::allowed_cpus();
+    let variants = [
+        ("1 worker, batching", 1usize, true),
+        ("1 worker, no batching", 1, false),
+        ("2 workers, batching", 2, true),
+    ];
+    let mut results = Vec::new();
+    for (name, workers, batching) in variants {
+        eprintln!("bench: {} with {name}", scenario.name());
+        let o = options(&a, scenario, workers, batching, &all, &command)?;
+        let r = bench::scenario::run(&o).await?;
+        let suffix = format!("-w{workers}{}", if batching { "" } else { "-nobatch" });
+        emit(&r, &a.out, &stem(&r, &suffix))?;
+        results.push((name, r));
+    }
+    let base = &results[0].1;
+    let mut extra = String::from(
+        "\nRatios against 1 worker with batching (CPU-s per million forwarded packets, lower is better; added delay p99):\n\n",
+    );
+    for (name, r) in &results {
+        let line = format!(
+            "- {name}: CPU/Mpkt ×{:.2}, recv syscalls/pkt {:.3}, send syscalls/pkt {:.3}, added delay p99 ×{:.2}\n",
+            r.sfu.cpu_s_per_million_forwarded / base.sfu.cpu_s_per_million_forwarded.max(1e-9),
+            r.sfu.udp_recv_syscalls / r.sfu.forwarded_packets.max(1.0),
+            r.sfu.udp_send_syscalls / r.sfu.forwarded_packets.max(1.0),
+            r.added_delay_us.p99 / base.added_delay_us.p99.max(1e-9),
+        );
+        extra.push_str(&line);
+    }
+    println!("{MARKDOWN_HEADER}");
+    for (_, r) in &results {
+        println!("{}", r.markdown_row());
+    }
+    println!("{extra}");
+    if let Some(path) = &a.results {
+        let refs: Vec<&RunResult> = results.iter().map(|(_, r)| r).collect();
+        append_results(path, "rtcd against itself", &command, &refs, &extra)?;
+    }
+    Ok(results.iter().all(|(_, r)| r.valid))
+}
