@@ -4,7 +4,7 @@
 // saw. Diagnostics (browser console, progress) go to stderr.
 //
 //   node run.mjs <scenario.json | -> [--scenario NAME] [--base URL] [--call ID]
-//                [--token T] [--trickle none|patch] [--sample-seconds N]
+//                [--token T] [--trickle none|patch|omit] [--sample-seconds N]
 //                [--timeout-ms N] [--screenshot PATH]
 //
 // Flags override fields of the JSON file; with no file, flags alone do.
@@ -55,7 +55,8 @@ const DEFAULTS = {
   whep_token: null,
   whip_url: null, // full endpoint URLs, overriding base + call
   whep_url: null,
-  trickle: 'none', // "none" | "patch"
+  trickle: 'none', // "none" | "patch" | "omit"
+  player_delay_ms: 0, // whip-whep: start the player this long after the publisher connected
   audio: true,
   video: true,
   sample_seconds: 3,
@@ -68,7 +69,7 @@ const DEFAULTS = {
 };
 
 function usage(msg) {
-  process.stderr.write(`run.mjs: ${msg}\nusage: node run.mjs <scenario.json | -> [--scenario NAME] [--base URL] [--call ID] [--token T] [--trickle none|patch] [--sample-seconds N] [--timeout-ms N] [--screenshot PATH]\n`);
+  process.stderr.write(`run.mjs: ${msg}\nusage: node run.mjs <scenario.json | -> [--scenario NAME] [--base URL] [--call ID] [--token T] [--trickle none|patch|omit] [--sample-seconds N] [--timeout-ms N] [--screenshot PATH]\n`);
   process.exit(2);
 }
 
@@ -97,7 +98,7 @@ async function parseArgs(argv) {
     cfg[k] = typeof DEFAULTS[k] === 'number' ? Number(v) : typeof DEFAULTS[k] === 'boolean' ? v === 'true' : v;
   }
   if (!cfg.scenario) usage('no scenario given');
-  if (!['none', 'patch'].includes(cfg.trickle)) usage(`trickle must be "none" or "patch", not ${cfg.trickle}`);
+  if (!['none', 'patch', 'omit'].includes(cfg.trickle)) usage(`trickle must be "none", "patch" or "omit", not ${cfg.trickle}`);
   return cfg;
 }
 
@@ -196,16 +197,36 @@ const scenarios = {
     note(`publishing to ${whip} (trickle ${cfg.trickle})`);
     result.publisher = await call(pub, 'whipStart', 'publisher', { ...opts, endpoint: whip, token: pubToken, role: 'publish' });
     await call(pub, 'waitConnected', 'publisher', cfg.connect_timeout_ms);
+    if (cfg.player_delay_ms > 0) {
+      // A late joiner: the publisher's encoder is well past its first
+      // keyframe, so the player decodes only if the server gets it one.
+      note(`publisher connected; starting the player in ${cfg.player_delay_ms} ms`);
+      await sleep(cfg.player_delay_ms);
+    }
     note(`playing from ${whep}`);
     result.player = await call(play, 'whipStart', 'player', { ...opts, endpoint: whep, token: playToken, role: 'play' });
     await call(play, 'waitConnected', 'player', cfg.connect_timeout_ms);
+    const playerConnected = Date.now();
     result.publisher = await call(pub, 'whipSettle', 'publisher', cfg.gather_timeout_ms);
     result.player = await call(play, 'whipSettle', 'player', cfg.gather_timeout_ms);
     for (const side of ['publisher', 'player']) {
       if (result[side].patch_error) throw new Error(`${side}: ${result[side].patch_error}`);
     }
 
+    // While sampling, note when the player decoded its first frame.
+    let firstFrameMs = null;
+    let polling = true;
+    const poller = (async () => {
+      while (polling && firstFrameMs === null) {
+        const s = await call(play, 'sample', 'player').catch(() => null);
+        if ((s?.video?.frames_decoded ?? 0) > 0) firstFrameMs = Date.now() - playerConnected;
+        else await sleep(100);
+      }
+    })();
     await sampleTwice(play, 'player', cfg, result);
+    polling = false;
+    await poller;
+    result.player_first_frame_ms = firstFrameMs;
     const pubSample = await call(pub, 'sample', 'publisher');
     result.publisher_outbound = pubSample.outbound;
     result.publisher_connection_state = pubSample.connection_state;

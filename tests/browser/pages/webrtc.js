@@ -302,6 +302,8 @@ async function httpCall(url, init, what) {
 // trickle "patch": the offer is sent without candidates and they follow in
 // PATCH requests to the session resource; a 405 or 501 answer means the
 // server does not take trickled candidates, which RFC 9725 allows.
+// trickle "omit": the offer is sent without candidates and none follow, so
+// only an ICE-lite server that learns addresses from checks can connect.
 export async function whipStart(name, { endpoint, token, role, trickle = 'none', audio = true, video = true, gatherTimeoutMs = 5000 }) {
   const pc = newPeerConnection();
   const info = {
@@ -344,8 +346,8 @@ export async function whipStart(name, { endpoint, token, role, trickle = 'none',
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
   let sdp;
-  if (trickle === 'patch') {
-    sdp = offer.sdp; // no candidates yet: they go in PATCH requests
+  if (trickle === 'patch' || trickle === 'omit') {
+    sdp = offer.sdp; // no candidates yet: they go in PATCH requests, or nowhere
   } else {
     info.gathering_complete = await iceGatheringComplete(pc, gatherTimeoutMs);
     sdp = pc.localDescription.sdp;
