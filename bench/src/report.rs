@@ -74,6 +74,8 @@ pub struct JoinFigures {
     pub attempted: usize,
     pub connected: usize,
     pub failed: usize,
+    /// Joins that should receive media (not a send-only publisher).
+    pub expect_media: usize,
     pub connect_ms: Percentiles,
     /// Join request → first media packet received.
     pub first_media_ms: Percentiles,

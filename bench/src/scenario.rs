@@ -993,6 +993,7 @@ async fn measure(
     let mut media_ms = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
     let storm_run = !plan.storm.is_empty();
     let mut join = JoinFigures::default();
+    let all_planned: Vec<&Planned> = plan.initial.iter().chain(plan.storm.iter()).collect();
     for (pid, e) in &book {
         if storm_run && !e.storm {
             continue;
@@ -1008,14 +1009,36 @@ async fn measure(
         } else if failed.is_some() {
             join.failed += 1;
         }
+        if expects_media(*pid, &all_planned) {
+            join.expect_media += 1;
+        }
         if let (Some(req), Some(m)) = (e.requested, e.first_media) {
             let _ = media_ms.record(m.duration_since(req).as_micros().max(1) as u64);
         }
     }
+    let stuck: Vec<String> = book
+        .iter()
+        .filter(|(_, e)| e.connected.is_none() && (!storm_run || e.storm))
+        .take(3)
+        .map(|(pid, e)| {
+            format!(
+                "p{pid} ({:?}, requested {:+.2} s into the window, session {:?}, {}; {})",
+                e.path,
+                e.requested.map_or(f64::NAN, |r| signed_secs(r, s0.at)),
+                e.session,
+                e.failed.clone().unwrap_or_else(|| "no error".into()),
+                clients
+                    .get(pid)
+                    .map_or("no client".into(), |c| c.state.clone())
+            )
+        })
+        .collect();
+    if !stuck.is_empty() {
+        warnings.push(format!("joins that never connected: {}", stuck.join("; ")));
+    }
     join.connect_ms = Percentiles::from_ns(&connect_ms, 1e3);
     join.first_media_ms = Percentiles::from_ns(&media_ms, 1e3);
 
-    let all_planned: Vec<&Planned> = plan.initial.iter().chain(plan.storm.iter()).collect();
     let mut delivery = Delivery::default();
     for r in all_planned.iter() {
         let expected = expected_streams(r, &all_planned);
@@ -1177,6 +1200,20 @@ impl Book {
         v.sort_by_key(|(k, _)| *k);
         v
     }
+}
+
+fn signed_secs(t: Instant, origin: Instant) -> f64 {
+    if t >= origin {
+        t.duration_since(origin).as_secs_f64()
+    } else {
+        -origin.duration_since(t).as_secs_f64()
+    }
+}
+
+fn expects_media(pid: u32, all: &[&Planned]) -> bool {
+    all.iter()
+        .find(|p| p.pid == pid)
+        .is_some_and(|p| !expected_streams(p, all).is_empty())
 }
 
 /// The (sender, track) streams a participant should receive.

@@ -140,6 +140,8 @@ pub struct ClientReport {
     pub first_media: Option<Instant>,
     pub failed: Option<String>,
     pub streams: Vec<StreamReport>,
+    /// Where its negotiation and ICE stand, for diagnosing a stuck join.
+    pub state: String,
 }
 
 pub struct WorkerReport {
@@ -325,6 +327,9 @@ struct Client {
     scheduled: Option<Instant>,
     blocked: bool,
     audio_pt: Option<Pt>,
+    answers: u32,
+    offers: u32,
+    ice: Option<str0m::IceConnectionState>,
 }
 
 struct Slot {
@@ -481,6 +486,7 @@ impl Worker {
                         .take()
                         .ok_or_else(|| anyhow::anyhow!("an answer but no offer out"))?;
                     c.rtc.sdp_api().accept_answer(pending, answer)?;
+                    c.answers += 1;
                     c.drain(now, ctx);
                     Ok(())
                 }),
@@ -491,6 +497,7 @@ impl Worker {
                 } => self.with_client(pid, now, |c, ctx| {
                     let offer = SdpOffer::from_sdp_string(&sdp)?;
                     let answer = c.rtc.sdp_api().accept_offer(offer)?;
+                    c.offers += 1;
                     ctx.notes_out.push(Note::Answer {
                         pid: c.pid,
                         sdp: answer.to_sdp_string(),
@@ -614,6 +621,9 @@ impl Worker {
                 scheduled: None,
                 blocked: false,
                 audio_pt: None,
+                answers: 0,
+                offers: 0,
+                ice: None,
             },
         }));
         self.by_pid.insert(spec.pid, slot);
@@ -778,6 +788,13 @@ impl Worker {
                     first_media: c.first_media,
                     failed: c.failed.clone(),
                     streams,
+                    state: format!(
+                        "offer out: {}, answers applied: {}, offers answered: {}, ICE: {:?}",
+                        c.pending.is_some(),
+                        c.answers,
+                        c.offers,
+                        c.ice
+                    ),
                 }
             })
             .collect();
@@ -878,6 +895,7 @@ impl Client {
                     rx.window.observe(stamp.counter);
                 }
             }
+            Event::IceConnectionStateChange(s) => self.ice = Some(s),
             Event::KeyframeRequest(r) => {
                 for (t, mid, _) in &mut self.sends {
                     if *mid == Some(r.mid) {
