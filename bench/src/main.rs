@@ -83,6 +83,12 @@ struct RunArgs {
     /// Run rtcd inside this process instead of as the rtcd binary.
     #[arg(long)]
     in_process: bool,
+    /// Every listener decrypts every packet. By default one in eight does
+    /// (and measures delay); the rest count packets by RTP header, which
+    /// keeps the generator cheap. ICE, DTLS, SRTP setup and RTCP are real
+    /// for all of them either way.
+    #[arg(long)]
+    full_receivers: bool,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +208,7 @@ fn options(
         pinning: l.text,
         progress: true,
         command: command.to_string(),
+        full_receivers: a.full_receivers,
     })
 }
 

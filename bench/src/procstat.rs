@@ -102,6 +102,35 @@ pub fn pin_current(cpus: &[usize]) -> std::io::Result<()> {
     }
 }
 
+/// Machine-wide CPU time from `/proc/stat`: (busy, steal), summed over
+/// every CPU. Busy counts user, nice, system, irq and softirq.
+pub fn system_cpu() -> Option<(Duration, Duration)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6);
+    let to = |t: u64| Duration::from_nanos(t * 1_000_000_000 / clock_ticks());
+    Some((to(busy), to(get(7))))
+}
+
+/// Cores' worth of CPU the whole machine used over `window`, sampled now
+/// and after sleeping (blocking).
+pub fn machine_busy(window: Duration) -> f64 {
+    let Some((b0, _)) = system_cpu() else {
+        return 0.0;
+    };
+    std::thread::sleep(window);
+    let Some((b1, _)) = system_cpu() else {
+        return 0.0;
+    };
+    b1.saturating_sub(b0).as_secs_f64() / window.as_secs_f64()
+}
+
 /// Model name and count of the CPUs, for reports.
 pub fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")

@@ -28,6 +28,8 @@ use crate::{payload, procstat};
 /// A generator thread at or above this share of a core makes the run's
 /// SFU figures suspect.
 pub const SATURATION: f64 = 0.85;
+/// Cores' worth of CPU other processes may use before a run is suspect.
+pub const OTHER_LOAD_LIMIT: f64 = 0.15;
 /// Joins in flight (requested, not yet connected) while setting up.
 const JOIN_CONCURRENCY: usize = 48;
 
@@ -92,6 +94,8 @@ pub struct RunOptions {
     pub pinning: String,
     pub progress: bool,
     pub command: String,
+    /// Every receiver decrypts every packet (no light receivers).
+    pub full_receivers: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,14 @@ struct Plan {
     settle: Duration,
 }
 
+/// One receiver in this many decrypts every packet (and measures delay);
+/// the others count packets by RTP header after each stream's first.
+pub const FULL_RECEIVER_EVERY: u32 = 8;
+
+fn light(pid: u32) -> bool {
+    !pid.is_multiple_of(FULL_RECEIVER_EVERY)
+}
+
 fn listener(pid: u32, call: usize) -> Planned {
     Planned {
         pid,
@@ -129,6 +141,7 @@ fn listener(pid: u32, call: usize) -> Planned {
             sends: Vec::new(),
             recv_only: Vec::new(),
             data_channel: true,
+            light: light(pid),
         },
     }
 }
@@ -143,6 +156,7 @@ fn publisher(pid: u32, call: usize, sends: Vec<TrackSpec>) -> Planned {
             sends,
             recv_only: Vec::new(),
             data_channel: true,
+            light: false,
         },
     }
 }
@@ -288,6 +302,7 @@ fn plan(o: &RunOptions) -> Plan {
                         sends: Vec::new(),
                         recv_only: vec![MediaKind::Audio, MediaKind::Video],
                         data_channel: false,
+                        light: light(id),
                     },
                 });
             }
@@ -629,6 +644,30 @@ fn loopback_baseline() -> Percentiles {
     )
 }
 
+/// Waits (at most `max`) until other processes leave the CPUs alone for a
+/// few seconds, so a run on a shared machine measures rtcd, not a build.
+async fn wait_for_quiet(max: Duration) {
+    let until = clock() + max;
+    let mut quiet = 0;
+    let mut told = false;
+    while clock() < until && quiet < 3 {
+        let busy = tokio::task::spawn_blocking(|| procstat::machine_busy(Duration::from_secs(1)))
+            .await
+            .unwrap_or(0.0);
+        if busy < OTHER_LOAD_LIMIT {
+            quiet += 1;
+        } else {
+            quiet = 0;
+            if !told {
+                eprintln!(
+                    "bench: other processes use {busy:.2} cores; waiting for the machine to quiet down (at most {max:?})"
+                );
+                told = true;
+            }
+        }
+    }
+}
+
 fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -665,6 +704,8 @@ fn now_utc() -> String {
 
 struct CpuSnap {
     at: Instant,
+    system: Duration,
+    steal: Duration,
     sfu: Duration,
     gen_cpu: Duration,
     threads: Vec<Duration>,
@@ -678,8 +719,11 @@ fn snap(sfu: &Sfu, workers: &[WorkerHandle]) -> CpuSnap {
     if sfu.in_process {
         gen_cpu = gen_cpu.saturating_sub(sfu.cpu().unwrap_or_default());
     }
+    let (system, steal) = procstat::system_cpu().unwrap_or_default();
     CpuSnap {
         at: clock(),
+        system,
+        steal,
         sfu: sfu.cpu().unwrap_or_default(),
         gen_cpu,
         threads: workers
@@ -711,7 +755,15 @@ fn snap(sfu: &Sfu, workers: &[WorkerHandle]) -> CpuSnap {
 /// Runs one scenario end to end and returns its figures.
 pub async fn run(o: &RunOptions) -> anyhow::Result<RunResult> {
     let _ = payload::epoch();
-    let plan = plan(o);
+    let mut plan = plan(o);
+    if o.full_receivers {
+        for p in plan.initial.iter_mut().chain(plan.storm.iter_mut()) {
+            p.spec.light = false;
+        }
+    }
+    if !o.quick {
+        wait_for_quiet(Duration::from_secs(600)).await;
+    }
     let baseline = loopback_baseline();
     let sfu = Sfu::start(&o.sfu).await.context("starting rtcd")?;
     let result = run_with(o, &plan, &sfu, baseline).await;
@@ -1116,6 +1168,21 @@ async fn measure(
             "generator timers fired {late_p99_ms:.1} ms late (p99): it could not keep up"
         ));
     }
+    // On a shared machine other work competes for the cores: say so.
+    let system_cores = s1.system.saturating_sub(s0.system).as_secs_f64() / window;
+    let steal_cores = s1.steal.saturating_sub(s0.steal).as_secs_f64() / window;
+    let others = (system_cores - sfu_cpu / window - gen_cpu / window).max(0.0);
+    if others > OTHER_LOAD_LIMIT {
+        saturated = true;
+        warnings.push(format!(
+            "other processes used {others:.2} cores during the window: rtcd and the generator did not have their CPUs to themselves"
+        ));
+    }
+    if steal_cores > OTHER_LOAD_LIMIT {
+        warnings.push(format!(
+            "the hypervisor stole {steal_cores:.2} cores' worth of time during the window"
+        ));
+    }
     if sfu.in_process {
         warnings.push(
             "rtcd ran in this process: CPU is its threads' only, memory per participant not measured"
@@ -1128,6 +1195,13 @@ async fn measure(
     let errors = ctx.book.lock().expect("book lock").errors.clone();
     for e in errors.iter().take(5) {
         warnings.push(format!("rtcd error: {e}"));
+    }
+    let plis: u32 = clients.values().map(|c| c.plis_sent).sum();
+    let pli_receivers = clients.values().filter(|c| c.plis_sent > 0).count();
+    if plis > 0 {
+        warnings.push(format!(
+            "{pli_receivers} receivers had to ask for a keyframe themselves ({plis} PLIs): a video m-line stayed empty for 1 s after it was added"
+        ));
     }
     if delivery.missing_streams > 0 {
         warnings.push(format!(

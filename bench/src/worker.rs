@@ -47,6 +47,11 @@ pub struct JoinSpec {
     /// Offer a data channel (control-API clients, so a listener has
     /// something to offer).
     pub data_channel: bool,
+    /// Decrypt only the first packet of each incoming stream; count the
+    /// rest by their RTP header (sequence numbers travel in the clear).
+    /// ICE, DTLS and RTCP still go through str0m. Keeps listeners cheap so
+    /// one generator core can drive many of them.
+    pub light: bool,
 }
 
 pub enum Cmd {
@@ -142,6 +147,9 @@ pub struct ClientReport {
     pub streams: Vec<StreamReport>,
     /// Where its negotiation and ICE stand, for diagnosing a stuck join.
     pub state: String,
+    /// Keyframe requests this receiver sent because a video m-line stayed
+    /// empty (as a browser does); the SFU should not need them.
+    pub plis_sent: u32,
 }
 
 pub struct WorkerReport {
@@ -305,6 +313,15 @@ impl Ctx {
     }
 }
 
+/// A stream a light receiver counts by RTP header.
+struct LightStream {
+    key: u64,
+    last_seq: u16,
+    ext: u64,
+    all: SeqTracker,
+    window: SeqTracker,
+}
+
 struct RxStream {
     layer: u8,
     all: SeqTracker,
@@ -330,6 +347,12 @@ struct Client {
     answers: u32,
     offers: u32,
     ice: Option<str0m::IceConnectionState>,
+    light: bool,
+    light_streams: HashMap<u32, LightStream>,
+    /// Received video m-lines: (mid, added, last PLI we sent, any packet yet).
+    video_in: Vec<(Mid, Instant, Option<Instant>, bool)>,
+    ssrc_mid: HashMap<u32, Mid>,
+    plis_sent: u32,
 }
 
 struct Slot {
@@ -624,6 +647,11 @@ impl Worker {
                 answers: 0,
                 offers: 0,
                 ice: None,
+                light: spec.light,
+                light_streams: HashMap::new(),
+                video_in: Vec::new(),
+                ssrc_mid: HashMap::new(),
+                plis_sent: 0,
             },
         }));
         self.by_pid.insert(spec.pid, slot);
@@ -651,6 +679,9 @@ impl Worker {
             let now = *at.get_or_insert_with(clock);
             ctx.rx_packets += 1;
             ctx.rx_bytes += d.contents.len() as u64;
+            if client.light && client.count_light(now, d.contents, ctx) {
+                return;
+            }
             let Ok(contents) = d.contents.try_into() else {
                 return;
             };
@@ -770,15 +801,26 @@ impl Worker {
                 let c = &s.client;
                 let mut streams: Vec<StreamReport> =
                     c.rx.iter()
-                        .map(|(k, r)| StreamReport {
-                            sender: (k >> 8) as u32,
-                            track: (k & 0xff) as u8,
-                            received: r.all.received,
-                            lost: r.all.lost(),
-                            reordered: r.all.reordered,
-                            duplicates: r.all.duplicates,
-                            window_received: r.window.received,
-                            window_lost: r.window.lost(),
+                        .map(|(k, r)| {
+                            let mut s = StreamReport {
+                                sender: (k >> 8) as u32,
+                                track: (k & 0xff) as u8,
+                                received: r.all.received,
+                                lost: r.all.lost(),
+                                reordered: r.all.reordered,
+                                duplicates: r.all.duplicates,
+                                window_received: r.window.received,
+                                window_lost: r.window.lost(),
+                            };
+                            for l in c.light_streams.values().filter(|l| l.key == *k) {
+                                s.received += l.all.received;
+                                s.lost += l.all.lost();
+                                s.reordered += l.all.reordered;
+                                s.duplicates += l.all.duplicates;
+                                s.window_received += l.window.received;
+                                s.window_lost += l.window.lost();
+                            }
+                            s
                         })
                         .collect();
                 streams.sort_by_key(|s| (s.sender, s.track));
@@ -788,6 +830,7 @@ impl Worker {
                     first_media: c.first_media,
                     failed: c.failed.clone(),
                     streams,
+                    plis_sent: c.plis_sent,
                     state: format!(
                         "offer out: {}, answers applied: {}, offers answered: {}, ICE: {:?}",
                         c.pending.is_some(),
@@ -809,6 +852,53 @@ impl Worker {
 }
 
 impl Client {
+    /// The light path: an SRTP packet of a stream already identified is
+    /// counted by its clear RTP header and not decrypted. Returns false
+    /// for anything str0m must see (STUN, DTLS, RTCP, a new stream).
+    fn count_light(&mut self, now: Instant, buf: &[u8], ctx: &mut Ctx) -> bool {
+        if buf.len() < 12 || !(128..=191).contains(&buf[0]) || (64..=95).contains(&(buf[1] & 0x7f))
+        {
+            return false;
+        }
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let Some(l) = self.light_streams.get_mut(&ssrc) else {
+            return false;
+        };
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let diff = seq.wrapping_sub(l.last_seq) as i16;
+        l.ext = l.ext.wrapping_add_signed(i64::from(diff));
+        if diff > 0 {
+            l.last_seq = seq;
+        }
+        l.all.observe(l.ext);
+        if ctx.in_window(ns_since_epoch(now)) {
+            l.window.observe(l.ext);
+        }
+        true
+    }
+
+    /// Like a browser, ask for a keyframe when a video m-line has carried
+    /// nothing for a while (the SFU forwards a layer from a keyframe on).
+    fn ask_for_missing_video(&mut self, now: Instant, ctx: &mut Ctx) {
+        let mut asked = false;
+        for i in 0..self.video_in.len() {
+            let (mid, added, last, got) = self.video_in[i];
+            let since = last.unwrap_or(added);
+            if got || now.saturating_duration_since(since) < Duration::from_secs(1) {
+                continue;
+            }
+            self.video_in[i].2 = Some(now);
+            if let Some(rx) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                self.plis_sent += 1;
+                asked = true;
+            }
+        }
+        if asked {
+            self.drain(now, ctx);
+        }
+    }
+
     /// Polls str0m until it has nothing more to say.
     fn drain(&mut self, now: Instant, ctx: &mut Ctx) {
         loop {
@@ -852,6 +942,21 @@ impl Client {
                 self.resolve_pts();
             }
             Event::RtpPacket(p) => {
+                let ssrc = *p.header.ssrc;
+                if !self.ssrc_mid.contains_key(&ssrc)
+                    && let Some(mid) = self
+                        .rtc
+                        .direct_api()
+                        .stream_rx(&p.header.ssrc)
+                        .map(|r| r.mid())
+                {
+                    self.ssrc_mid.insert(ssrc, mid);
+                    for v in &mut self.video_in {
+                        if v.0 == mid {
+                            v.3 = true;
+                        }
+                    }
+                }
                 let Some(stamp) = payload::read(&p.payload) else {
                     return;
                 };
@@ -894,8 +999,23 @@ impl Client {
                 if in_window {
                     rx.window.observe(stamp.counter);
                 }
+                if self.light {
+                    self.light_streams
+                        .entry(ssrc)
+                        .or_insert_with(|| LightStream {
+                            key: stamp.stream_key(),
+                            last_seq: p.header.sequence_number,
+                            // Far from zero so a reordered first packet cannot wrap.
+                            ext: 1 << 32,
+                            all: SeqTracker::default(),
+                            window: SeqTracker::default(),
+                        });
+                }
             }
             Event::IceConnectionStateChange(s) => self.ice = Some(s),
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && m.direction.is_receiving() => {
+                self.video_in.push((m.mid, now, None, false));
+            }
             Event::KeyframeRequest(r) => {
                 for (t, mid, _) in &mut self.sends {
                     if *mid == Some(r.mid) {
@@ -941,6 +1061,7 @@ impl Client {
         if self.connected.is_none() {
             return;
         }
+        self.ask_for_missing_video(now, ctx);
         let mut pkts = std::mem::take(&mut ctx.scratch);
         for ti in 0..self.sends.len() {
             let mut rids = [None; 4];

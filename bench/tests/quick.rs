@@ -39,6 +39,7 @@ fn every_scenario_works_end_to_end() {
             pinning: "not pinned (test)".into(),
             progress: false,
             command: "quick test".into(),
+            full_receivers: false,
         };
         let r = match runtime.block_on(run(&o)) {
             Ok(r) => r,
