@@ -1,3 +1,139 @@
-//! Enclave's control plane (chat, identity, storage, calls signaling). Not built yet: this crate only reserves its place in the workspace.
+//! Enclave's control plane: chat, identity, events (and, as they land,
+//! storage, OpenID Connect and calls signaling).
+//!
+//! # Driving it
+//!
+//! 1. [`Config::load`] reads the file and the `ENCLAVE_` environment and
+//!    reports every problem at once.
+//! 2. [`db::Db::connect`] opens PostgreSQL or SQLite and migrates it.
+//! 3. [`AppState::new`] ties config, database, clock and [`bus::EventBus`]
+//!    together; [`app`] builds the axum router from it (tests drive it with
+//!    `tower::ServiceExt::oneshot`, no socket needed).
+//! 4. [`run`] serves a bound listener until `shutdown` resolves, after
+//!    flipping `/readyz` and with [`AppState::start`]'s event dispatcher
+//!    running, then drains.
+//!
+//! State lives in the database; a node can be killed at any time. Every
+//! durable change writes an event row in its own transaction
+//! ([`db::events`]); after commit the writer announces them on the [`bus::EventBus`], and every node's [`ws::Hub`] reads the
+//! new rows and fans them out to its sockets.
 
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
 pub mod storage;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub use config::Config;
+pub use error::AppError;
+
+use auth::ratelimit::RateLimiter;
+use bus::EventBus;
+use clock::Clock;
+use db::Db;
+use metrics::Metrics;
+use ws::Hub;
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub login_limiter: Arc<RateLimiter>,
+    pub bus: Arc<dyn EventBus>,
+    pub hub: Arc<Hub>,
+    draining: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: Config, db: Db, clock: Arc<dyn Clock>, bus: Arc<dyn EventBus>) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let login_limiter = Arc::new(RateLimiter::per_minute(config.auth.login_rate_per_minute));
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        AppState {
+            config: Arc::new(config),
+            db,
+            clock,
+            metrics,
+            login_limiter,
+            bus,
+            hub,
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts this node's event dispatcher (bus wake-ups → sockets).
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(ws::dispatch(self.clone()))
+    }
+
+    /// Tells every node (this one included) that new events are committed.
+    /// Call after every commit that appended events.
+    pub fn announce(&self) {
+        self.bus.publish();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// `/readyz` turns 503 and sockets are told to move elsewhere.
+    pub fn start_drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.hub
+            .close_all(signaling::events::CloseReason::ServerShutdown);
+    }
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// Serves `listener` until `shutdown` resolves; then flips `/readyz`,
+/// closes sockets (clients resume elsewhere) and gives open requests
+/// `config.server.drain_secs` before returning.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use std::future::IntoFuture as _;
+    let dispatcher = state.start();
+    let drain = Duration::from_secs(state.config.server.drain_secs);
+    let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        st.start_drain();
+        let _ = stopping_tx.send(());
+    });
+    let mut server = tokio::spawn(server.into_future());
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = stopping_rx => match tokio::time::timeout(drain, &mut server).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(?drain, "drain deadline passed; closing open requests");
+                server.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    dispatcher.abort();
+    result.unwrap_or(Ok(()))
+}

@@ -5,6 +5,8 @@
 //! - [`rtcd`]: control ⇄ rtcd, one authenticated WebSocket per control node.
 //!   Control tells rtcd which calls exist and who may join them; rtcd answers
 //!   with SDP, ICE candidates, session states, voice activity and its load.
+//! - [`events`]: client ⇄ control chat events over the client's control
+//!   WebSocket (sequence numbers, resume, resync), and the chat objects.
 //! - [`call`]: what a client needs from control to join a call, and the SDP/ICE
 //!   relay messages carried over the client's control WebSocket.
 //!
@@ -15,6 +17,7 @@
 //! always deliberate (`UPDATE_GOLDEN=1 cargo test -p signaling` rewrites them).
 
 pub mod call;
+pub mod events;
 pub mod ids;
 pub mod media;
 pub mod rtcd;

@@ -1,0 +1,164 @@
+//! [`CurrentUser`]: the authenticated user of a request.
+//!
+//! Accepted credentials, in order:
+//! 1. `Authorization: Bearer enp_…` — a personal access token.
+//! 2. `Authorization: Bearer <session token>` — a session, for non-browser
+//!    clients that logged in (no CSRF check: a browser never sends it on
+//!    its own).
+//! 3. The `enclave_session` cookie — a browser session. Writes (any method
+//!    but GET, HEAD, OPTIONS) must echo the session's CSRF token in
+//!    `X-CSRF-Token`; `SameSite=Lax` alone would let a same-site page post.
+//!
+//! A session is alive while not revoked, younger than its absolute lifetime
+//! and used within the idle timeout. Use is recorded at most every
+//! [`TOUCH_EVERY_MS`] to spare the database a write per request, so the idle
+//! timeout can end up to that much early, never late.
+
+use axum::extract::FromRequestParts;
+use axum::http::Method;
+use axum::http::request::Parts;
+
+use super::tokens::{hash_secret, secrets_equal};
+use super::{CSRF_HEADER, PAT_PREFIX, SESSION_COOKIE};
+use crate::AppState;
+use crate::db::users::{SystemRole, User};
+use crate::db::{sessions, users};
+use crate::error::AppError;
+
+/// How often a session's or token's last use is written.
+pub const TOUCH_EVERY_MS: i64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVia {
+    Cookie { session_id: String },
+    BearerSession { session_id: String },
+    AccessToken { token_id: String },
+}
+
+impl AuthVia {
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            AuthVia::Cookie { session_id } | AuthVia::BearerSession { session_id } => {
+                Some(session_id)
+            }
+            AuthVia::AccessToken { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub user: User,
+    pub via: AuthVia,
+}
+
+impl CurrentUser {
+    pub fn id(&self) -> &str {
+        &self.user.id
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.system_role == SystemRole::Admin
+    }
+
+    pub fn is_guest(&self) -> bool {
+        self.user.system_role == SystemRole::Guest
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let now = state.clock.now_ms();
+        if let Some(token) = bearer(parts) {
+            if token.starts_with(PAT_PREFIX) {
+                let t = sessions::token_by_hash(&state.db, &hash_secret(token))
+                    .await?
+                    .filter(|t| t.revoked_at.is_none())
+                    .ok_or(AppError::Unauthenticated)?;
+                if t.last_used_at.is_none_or(|at| now - at >= TOUCH_EVERY_MS) {
+                    sessions::touch_token(&state.db, &t.id, now).await?;
+                }
+                let user = live_user(state, &t.user_id).await?;
+                return Ok(CurrentUser {
+                    user,
+                    via: AuthVia::AccessToken { token_id: t.id },
+                });
+            }
+            let s = live_session(state, token, now).await?;
+            let user = live_user(state, &s.user_id).await?;
+            return Ok(CurrentUser {
+                user,
+                via: AuthVia::BearerSession { session_id: s.id },
+            });
+        }
+        let token = cookie(parts, SESSION_COOKIE).ok_or(AppError::Unauthenticated)?;
+        let s = live_session(state, token, now).await?;
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe {
+            let sent = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !secrets_equal(sent, &s.csrf_token) {
+                return Err(AppError::Csrf);
+            }
+        }
+        let user = live_user(state, &s.user_id).await?;
+        Ok(CurrentUser {
+            user,
+            via: AuthVia::Cookie { session_id: s.id },
+        })
+    }
+}
+
+async fn live_session(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<sessions::Session, AppError> {
+    let s = sessions::by_token_hash(&state.db, &hash_secret(token))
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    let idle_ms = state.config.auth.idle_timeout_secs as i64 * 1000;
+    if s.revoked_at.is_some() || now >= s.expires_at || now - s.last_seen_at >= idle_ms {
+        return Err(AppError::Unauthenticated);
+    }
+    if now - s.last_seen_at >= TOUCH_EVERY_MS {
+        sessions::touch(&state.db, &s.id, now).await?;
+    }
+    Ok(s)
+}
+
+async fn live_user(state: &AppState, id: &str) -> Result<User, AppError> {
+    match users::get(&state.db, id).await {
+        Ok(u) => Ok(u),
+        Err(crate::db::DbError::NotFound) => Err(AppError::Unauthenticated),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,340 @@
+//! Control's configuration: a TOML file, overridden by `ENCLAVE_`-prefixed
+//! environment variables (`ENCLAVE_SERVER__LISTEN=…`, `__` between levels).
+//! Every problem is reported at once, before anything binds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub events: EventsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTP API, WebSocket, /metrics, /healthz, /readyz.
+    pub listen: SocketAddr,
+    /// Names this node in logs, metrics and the event bus.
+    pub node_id: String,
+    /// Where the single-node default keeps its SQLite file and local files.
+    pub data_dir: PathBuf,
+    /// After SIGTERM, open requests get this long to finish.
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`. Empty: `sqlite://<data_dir>/enclave.db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// A session unused for this long is dead (DISA STIG: 15 minutes).
+    pub idle_timeout_secs: u64,
+    /// A session is dead this long after login, however busy.
+    pub absolute_lifetime_secs: u64,
+    pub password_min_length: usize,
+    /// Of lower case, upper case, digits and others, how many a password
+    /// must contain.
+    pub password_min_classes: usize,
+    /// Consecutive failed logins that lock an account…
+    pub lockout_attempts: u32,
+    /// …for this long.
+    pub lockout_secs: u64,
+    /// Login attempts per client address per minute, on this node.
+    pub login_rate_per_minute: u32,
+    /// Send the session cookie with `Secure`. Off only for plain-HTTP trials.
+    pub cookie_secure: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted by the JSON API.
+    pub max_body_bytes: usize,
+    /// Longest post, in characters.
+    pub max_post_chars: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// A reconnecting client gets what it missed if it is younger than this;
+    /// otherwise it is told to resync.
+    pub replay_window_secs: u64,
+    /// Events kept per socket before the socket is treated as too slow.
+    pub socket_queue: usize,
+    pub ping_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. "info" or "control=debug,sqlx=warn".
+    pub filter: String,
+    pub json: bool,
+    /// Where the audit log (JSON lines) goes: a file path, or empty for
+    /// standard output.
+    pub audit_file: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8065)),
+            node_id: "control".into(),
+            data_dir: PathBuf::from("enclave-data"),
+            drain_secs: 30,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: String::new(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            idle_timeout_secs: 15 * 60,
+            absolute_lifetime_secs: 12 * 3600,
+            password_min_length: 12,
+            password_min_classes: 3,
+            lockout_attempts: 5,
+            lockout_secs: 15 * 60,
+            login_rate_per_minute: 20,
+            cookie_secure: true,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 256 << 10,
+            max_post_chars: 16_383,
+        }
+    }
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            replay_window_secs: 300,
+            socket_queue: 256,
+            ping_interval_secs: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            json: false,
+            audit_file: String::new(),
+        }
+    }
+}
+
+const SECTIONS: [&str; 6] = ["server", "database", "auth", "limits", "events", "log"];
+
+impl Config {
+    /// Loads defaults ← file (if given) ← environment, then validates.
+    /// Returns every problem found, not just the first.
+    pub fn load(file: Option<&Path>) -> Result<Config, Vec<String>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]);
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("ENCLAVE_").split("__"));
+        Self::from_figment(&fig)
+    }
+
+    /// Each section is read on its own so that a mistake in one does not
+    /// hide mistakes in the others; then the values are checked together.
+    pub fn from_figment(fig: &Figment) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        fn section<T: serde::de::DeserializeOwned + Default>(
+            fig: &Figment,
+            key: &str,
+            errors: &mut Vec<String>,
+        ) -> T {
+            fig.extract_inner(key).unwrap_or_else(|e| {
+                errors.extend(e.into_iter().map(|e| e.to_string()));
+                T::default()
+            })
+        }
+        let config = Config {
+            server: section(fig, "server", &mut errors),
+            database: section(fig, "database", &mut errors),
+            auth: section(fig, "auth", &mut errors),
+            limits: section(fig, "limits", &mut errors),
+            events: section(fig, "events", &mut errors),
+            log: section(fig, "log", &mut errors),
+        };
+        if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
+            for key in top.keys() {
+                if !SECTIONS.contains(&key.as_str()) {
+                    errors.push(format!("unknown section or key {key:?}"));
+                }
+            }
+        }
+        if let Err(more) = config.validate() {
+            errors.extend(more);
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let url = &self.database.url;
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            errors.push(format!(
+                "database.url must start with postgres:// or sqlite: (got {:?})",
+                url.split(':').next().unwrap_or("")
+            ));
+        }
+        if self.database.max_connections == 0 {
+            errors.push("database.max_connections must be at least 1".into());
+        }
+        let a = &self.auth;
+        if a.idle_timeout_secs == 0 {
+            errors.push("auth.idle_timeout_secs must be positive".into());
+        }
+        if a.absolute_lifetime_secs < a.idle_timeout_secs {
+            errors
+                .push("auth.absolute_lifetime_secs must be at least auth.idle_timeout_secs".into());
+        }
+        if a.password_min_length < 8 {
+            errors.push("auth.password_min_length must be at least 8".into());
+        }
+        if a.password_min_classes > 4 {
+            errors.push("auth.password_min_classes must be between 0 and 4".into());
+        }
+        if a.lockout_attempts == 0 {
+            errors.push("auth.lockout_attempts must be at least 1".into());
+        }
+        if a.login_rate_per_minute == 0 {
+            errors.push("auth.login_rate_per_minute must be at least 1".into());
+        }
+        if self.limits.max_body_bytes < 4096 {
+            errors.push("limits.max_body_bytes must be at least 4096".into());
+        }
+        if self.limits.max_post_chars == 0 {
+            errors.push("limits.max_post_chars must be at least 1".into());
+        }
+        if self.events.socket_queue < 16 {
+            errors.push("events.socket_queue must be at least 16".into());
+        }
+        if self.events.ping_interval_secs == 0 {
+            errors.push("events.ping_interval_secs must be positive".into());
+        }
+        if self.server.node_id.is_empty() || self.server.node_id.len() > 64 {
+            errors.push("server.node_id must be 1 to 64 characters".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
+            errors.push(format!("log.filter {:?}: {e}", self.log.filter));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The database to use: the configured URL, or the single-node default.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.server.data_dir.join("enclave.db").display()
+            )
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.auth.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().auth.idle_timeout_secs, 900);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "colour = 1\n[server]\nlisten = \"nope\"\n[auth]\nidle_timeout_secs = \"x\"\npassword_min_length = 3\n[database]\nurl = \"mysql://x\"\n[log]\nfilter = \"==\"\n",
+        ));
+        let errors = Config::from_figment(&fig).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("colour")), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains("socket address")),
+            "{errors:#?}"
+        );
+        assert!(errors.iter().any(|e| e.contains("u64")), "{errors:#?}");
+        assert!(
+            errors.iter().any(|e| e.contains("database.url")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("log.filter")),
+            "{errors:#?}"
+        );
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+    }
+
+    #[test]
+    fn the_default_database_is_a_sqlite_file_in_the_data_dir() {
+        let mut c = Config::default();
+        c.server.data_dir = "/var/lib/enclave".into();
+        assert_eq!(
+            c.database_url(),
+            "sqlite:///var/lib/enclave/enclave.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Real-time events: the [`Hub`] of this node's sockets and the
+//! [`dispatch`] loop that feeds it from the event log.
+//!
+//! Flow: a write commits its change and event row, then announces the seq
+//! on the [`crate::bus::EventBus`]. On every node, `dispatch` wakes (or
+//! polls, every [`POLL_EVERY`], in case a wake-up was lost), reads the new
+//! rows in seq order, finds which connected users may read each one
+//! (current channel or team members, or the one user) and queues it on
+//! their sockets.
+//!
+//! Backpressure, per socket ([`socket`]): durable events go to a bounded
+//! queue of `events.socket_queue`; if it is full the socket is closed with
+//! `too_slow` — the client resumes from its last seq and loses nothing. An
+//! event is never dropped from a socket that stays open. Ephemeral events
+//! (typing) go to a small queue of their own and are dropped when it is
+//! full or when the durable queue is half full.
+
+pub mod socket;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use signaling::events::CloseReason;
+use tokio::sync::{mpsc, watch};
+
+use crate::AppState;
+use crate::db::events::{self, StoredEvent};
+use crate::db::{channels, teams};
+use crate::metrics::Metrics;
+
+/// The dispatcher reads the log at least this often, wake-up or not.
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// Events read from the log per query.
+const BATCH: i64 = 500;
+/// Ephemeral messages queued per socket.
+pub const EPHEMERAL_QUEUE: usize = 32;
+
+/// A queued durable event: its seq and its encoded `ServerMessage::Event`.
+pub type Durable = (i64, Arc<str>);
+
+/// One open socket, as the hub sees it.
+pub struct Conn {
+    pub id: String,
+    pub user_id: String,
+    /// The login session behind the socket (none for access tokens).
+    pub session_id: Option<String>,
+    durable: mpsc::Sender<Durable>,
+    ephemeral: mpsc::Sender<Arc<str>>,
+    close: watch::Sender<Option<CloseReason>>,
+    capacity: usize,
+}
+
+/// The receiving ends a socket task drains.
+pub struct ConnRx {
+    pub durable: mpsc::Receiver<Durable>,
+    pub ephemeral: mpsc::Receiver<Arc<str>>,
+    pub close: watch::Receiver<Option<CloseReason>>,
+}
+
+impl Conn {
+    pub fn new(
+        id: String,
+        user_id: String,
+        session_id: Option<String>,
+        capacity: usize,
+    ) -> (Arc<Conn>, ConnRx) {
+        let (dtx, drx) = mpsc::channel(capacity);
+        let (etx, erx) = mpsc::channel(EPHEMERAL_QUEUE);
+        let (ctx, crx) = watch::channel(None);
+        (
+            Arc::new(Conn {
+                id,
+                user_id,
+                session_id,
+                durable: dtx,
+                ephemeral: etx,
+                close: ctx,
+                capacity,
+            }),
+            ConnRx {
+                durable: drx,
+                ephemeral: erx,
+                close: crx,
+            },
+        )
+    }
+
+    /// Asks the socket task to close with `reason` (first reason wins).
+    pub fn close(&self, reason: CloseReason) {
+        self.close.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// This node's sockets, by user.
+pub struct Hub {
+    metrics: Arc<Metrics>,
+    conns: Mutex<HashMap<String, Vec<Arc<Conn>>>>,
+    /// The newest seq this node has fanned out.
+    dispatched: AtomicI64,
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Hub {
+            metrics,
+            conns: Mutex::new(HashMap::new()),
+            dispatched: AtomicI64::new(0),
+        }
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<Conn>>>> {
+        // The map stays consistent even if a holder panicked: every
+        // critical section is a single insert, remove or read.
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, conn: Arc<Conn>) {
+        self.conns()
+            .entry(conn.user_id.clone())
+            .or_default()
+            .push(conn);
+        self.metrics.ws_connections.inc();
+    }
+
+    pub fn unregister(&self, conn: &Conn) {
+        let mut map = self.conns();
+        if let Some(list) = map.get_mut(&conn.user_id) {
+            let before = list.len();
+            list.retain(|c| c.id != conn.id);
+            if list.len() < before {
+                self.metrics.ws_connections.dec();
+            }
+            if list.is_empty() {
+                map.remove(&conn.user_id);
+            }
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns().values().map(Vec::len).sum()
+    }
+
+    pub fn dispatched(&self) -> i64 {
+        self.dispatched.load(Ordering::SeqCst)
+    }
+
+    /// Connected users among `user_ids`, with their sockets.
+    fn targets(&self, user_ids: &[String]) -> Vec<Arc<Conn>> {
+        let map = self.conns();
+        user_ids
+            .iter()
+            .filter_map(|u| map.get(u))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    fn connected_users(&self) -> bool {
+        !self.conns().is_empty()
+    }
+
+    /// Queues a durable event; a socket whose queue is full is closed as
+    /// too slow (it will resume from its last seq).
+    pub fn deliver(&self, user_ids: &[String], seq: i64, json: Arc<str>, kind: &str) {
+        for c in self.targets(user_ids) {
+            match c.durable.try_send((seq, json.clone())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.metrics.events_dropped.with_label_values(&[kind]).inc();
+                    c.close(CloseReason::TooSlow);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Queues an ephemeral message, dropped for sockets that are behind.
+    pub fn deliver_ephemeral(
+        &self,
+        user_ids: &[String],
+        except_conn: &str,
+        json: Arc<str>,
+        kind: &str,
+    ) {
+        for c in self.targets(user_ids) {
+            if c.id == except_conn {
+                continue;
+            }
+            let behind = c.durable.capacity() < c.capacity / 2;
+            if behind || c.ephemeral.try_send(json.clone()).is_err() {
+                self.metrics.events_dropped.with_label_values(&[kind]).inc();
+            }
+        }
+    }
+
+    /// Closes the sockets of a revoked session.
+    pub fn close_session(&self, session_id: &str) {
+        for c in self.conns().values().flatten() {
+            if c.session_id.as_deref() == Some(session_id) {
+                c.close(CloseReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Closes every socket of a user (all sessions ended).
+    pub fn close_user(&self, user_id: &str) {
+        if let Some(list) = self.conns().get(user_id) {
+            for c in list {
+                c.close(CloseReason::SessionEnded);
+            }
+        }
+    }
+
+    pub fn close_all(&self, reason: CloseReason) {
+        for c in self.conns().values().flatten() {
+            c.close(reason);
+        }
+    }
+}
+
+/// Who, among everyone, may read `ev` now.
+async fn readers(state: &AppState, ev: &StoredEvent) -> Result<Vec<String>, crate::db::DbError> {
+    if let Some(u) = &ev.user_id {
+        return Ok(vec![u.clone()]);
+    }
+    if let Some(c) = &ev.channel_id {
+        return channels::member_ids(&state.db, c).await;
+    }
+    if let Some(t) = &ev.team_id {
+        return teams::member_ids(&state.db, t).await;
+    }
+    Ok(Vec::new())
+}
+
+/// This node's dispatcher: runs until aborted.
+pub async fn dispatch(state: AppState) {
+    let mut wake = state.bus.subscribe();
+    let mut last = loop {
+        match events::latest_seq(&state.db).await {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatcher: cannot read the event log yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    state.hub.dispatched.store(last, Ordering::SeqCst);
+    loop {
+        tokio::select! {
+            r = wake.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+        }
+        loop {
+            let batch = match events::since(&state.db, last, BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dispatcher: reading the event log failed");
+                    break;
+                }
+            };
+            let full = batch.len() as i64 == BATCH;
+            for ev in batch {
+                if state.hub.connected_users() {
+                    match readers(&state, &ev).await {
+                        Ok(users) => {
+                            let msg = signaling::events::ServerMessage::Event {
+                                seq: ev.seq as u64,
+                                event: ev.event.clone(),
+                            };
+                            match serde_json::to_string(&msg) {
+                                Ok(json) => {
+                                    state
+                                        .hub
+                                        .deliver(&users, ev.seq, json.into(), ev.event.kind())
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, seq = ev.seq, "event does not encode")
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // Retry this event on the next round rather
+                            // than skip it.
+                            tracing::warn!(error = %e, seq = ev.seq, "dispatcher: finding readers failed");
+                            break;
+                        }
+                    }
+                }
+                last = ev.seq;
+                state.hub.dispatched.store(last, Ordering::SeqCst);
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}

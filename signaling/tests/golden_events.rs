@@ -1,0 +1,259 @@
+//! Golden JSON for the client ⇄ control event protocol (`signaling::events`).
+//! `UPDATE_GOLDEN=1 cargo test -p signaling` rewrites the files.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use signaling::events::{
+    Channel, ChannelKind, ClientMessage, CloseReason, EVENTS_VERSION, Event, Post, PresenceStatus,
+    Reaction, Resume, ResyncReason, ServerMessage,
+};
+
+fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/events")
+        .join(format!("{name}.json"));
+    let encoded = serde_json::to_string_pretty(&value).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &encoded).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
+    assert_eq!(
+        encoded,
+        golden,
+        "{name}: encoding drifted from {}",
+        path.display()
+    );
+    let decoded: T = serde_json::from_str(&golden).unwrap();
+    assert_eq!(
+        decoded, value,
+        "{name}: golden file does not decode to the value"
+    );
+}
+
+fn post() -> Post {
+    Post {
+        id: "p7d2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        user_id: "u1b2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        root_id: Some("r9z2kq3m5n6o7p2q3r4s5t6u7v".into()),
+        message: "hello <b>@alice</b>".into(),
+        pending_id: Some("tmp-1".into()),
+        created_at: 1_764_000_000_000,
+        updated_at: 1_764_000_000_500,
+        edited_at: Some(1_764_000_000_500),
+        deleted: false,
+        pinned: true,
+        reply_count: 0,
+    }
+}
+
+fn reaction() -> Reaction {
+    Reaction {
+        post_id: "p7d2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        user_id: "u1b2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        emoji: "thumbsup".into(),
+        created_at: 1_764_000_001_000,
+    }
+}
+
+#[test]
+fn client_messages() {
+    check(
+        "client_hello",
+        ClientMessage::Hello {
+            version: EVENTS_VERSION,
+            resume: None,
+        },
+    );
+    check(
+        "client_hello_resume",
+        ClientMessage::Hello {
+            version: EVENTS_VERSION,
+            resume: Some(Resume {
+                connection_id: "k3j2kq3m5n6o7p2q3r4s5t6u7v".into(),
+                last_seq: 41,
+            }),
+        },
+    );
+    check("client_ping", ClientMessage::Ping { nonce: 9 });
+    check(
+        "client_typing",
+        ClientMessage::Typing {
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            root_id: None,
+        },
+    );
+}
+
+#[test]
+fn server_messages() {
+    check(
+        "server_hello",
+        ServerMessage::Hello {
+            version: EVENTS_VERSION,
+            connection_id: "k3j2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            last_seq: 42,
+            resumed: true,
+        },
+    );
+    check(
+        "server_resync",
+        ServerMessage::Resync {
+            reason: ResyncReason::OutsideWindow,
+        },
+    );
+    check("server_pong", ServerMessage::Pong { nonce: 9 });
+    check(
+        "server_typing",
+        ServerMessage::Typing {
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            user_id: "u1b2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            root_id: Some("r9z2kq3m5n6o7p2q3r4s5t6u7v".into()),
+        },
+    );
+    check(
+        "server_presence",
+        ServerMessage::Presence {
+            user_id: "u1b2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            status: PresenceStatus::Away,
+        },
+    );
+    check(
+        "server_closing",
+        ServerMessage::Closing {
+            reason: CloseReason::TooSlow,
+        },
+    );
+    check(
+        "server_error",
+        ServerMessage::Error {
+            code: "unknown_channel".into(),
+            message: "no such channel".into(),
+        },
+    );
+}
+
+#[test]
+fn events() {
+    let ev = |seq: u64, event: Event| ServerMessage::Event { seq, event };
+    check(
+        "event_post_created",
+        ev(43, Event::PostCreated { post: post() }),
+    );
+    check(
+        "event_post_edited",
+        ev(44, Event::PostEdited { post: post() }),
+    );
+    check(
+        "event_post_deleted",
+        ev(
+            45,
+            Event::PostDeleted {
+                post_id: post().id,
+                channel_id: post().channel_id,
+                root_id: None,
+            },
+        ),
+    );
+    check(
+        "event_reaction_added",
+        ev(
+            46,
+            Event::ReactionAdded {
+                reaction: reaction(),
+                channel_id: post().channel_id,
+            },
+        ),
+    );
+    check(
+        "event_reaction_removed",
+        ev(
+            47,
+            Event::ReactionRemoved {
+                reaction: reaction(),
+                channel_id: post().channel_id,
+            },
+        ),
+    );
+    check(
+        "event_post_pinned",
+        ev(
+            48,
+            Event::PostPinned {
+                post_id: post().id,
+                channel_id: post().channel_id,
+                pinned: true,
+            },
+        ),
+    );
+    check(
+        "event_channel_created",
+        ev(
+            49,
+            Event::ChannelCreated {
+                channel: Channel {
+                    id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+                    team_id: Some("t5e2kq3m5n6o7p2q3r4s5t6u7v".into()),
+                    kind: ChannelKind::Private,
+                    name: "ops".into(),
+                    display_name: "Operations".into(),
+                    purpose: String::new(),
+                    created_by: "u1b2kq3m5n6o7p2q3r4s5t6u7v".into(),
+                    created_at: 1_764_000_000_000,
+                    last_post_at: 0,
+                    total_msg_count: 0,
+                },
+            },
+        ),
+    );
+    check(
+        "event_member_joined",
+        ev(
+            50,
+            Event::MemberJoined {
+                channel_id: post().channel_id,
+                user_id: post().user_id,
+            },
+        ),
+    );
+    check(
+        "event_member_left",
+        ev(
+            51,
+            Event::MemberLeft {
+                channel_id: post().channel_id,
+                user_id: post().user_id,
+            },
+        ),
+    );
+    check(
+        "event_channel_viewed",
+        ev(
+            52,
+            Event::ChannelViewed {
+                channel_id: post().channel_id,
+                user_id: post().user_id,
+            },
+        ),
+    );
+}
+
+#[test]
+fn an_unknown_message_type_is_refused() {
+    let err = serde_json::from_str::<ClientMessage>(r#"{"type":"shout","text":"x"}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown variant"), "{err}");
+}
+
+#[test]
+fn kind_matches_the_tag() {
+    let e = Event::ChannelViewed {
+        channel_id: "c".into(),
+        user_id: "u".into(),
+    };
+    let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["type"], e.kind());
+}
