@@ -89,6 +89,10 @@ struct RunArgs {
     /// for all of them either way.
     #[arg(long)]
     full_receivers: bool,
+    /// Before each run, wait at most this many seconds for other processes
+    /// to leave the CPUs alone (0: do not wait).
+    #[arg(long, default_value_t = 600)]
+    wait_quiet: u64,
 }
 
 fn main() -> ExitCode {
@@ -209,6 +213,7 @@ fn options(
         progress: true,
         command: command.to_string(),
         full_receivers: a.full_receivers,
+        wait_quiet: Duration::from_secs(a.wait_quiet),
     })
 }
 

@@ -96,6 +96,9 @@ pub struct RunOptions {
     pub command: String,
     /// Every receiver decrypts every packet (no light receivers).
     pub full_receivers: bool,
+    /// Before a (non-quick) run, wait at most this long for other
+    /// processes to leave the CPUs alone.
+    pub wait_quiet: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -761,8 +764,8 @@ pub async fn run(o: &RunOptions) -> anyhow::Result<RunResult> {
             p.spec.light = false;
         }
     }
-    if !o.quick {
-        wait_for_quiet(Duration::from_secs(600)).await;
+    if !o.quick && !o.wait_quiet.is_zero() {
+        wait_for_quiet(o.wait_quiet).await;
     }
     let baseline = loopback_baseline();
     let sfu = Sfu::start(&o.sfu).await.context("starting rtcd")?;

@@ -40,6 +40,7 @@ fn every_scenario_works_end_to_end() {
             progress: false,
             command: "quick test".into(),
             full_receivers: false,
+            wait_quiet: Duration::ZERO,
         };
         let r = match runtime.block_on(run(&o)) {
             Ok(r) => r,
