@@ -133,6 +133,7 @@ async fn sigterm_drains_and_exits_when_the_last_call_ends() {
         .unwrap_or_else(|| panic!("rtcd did not exit; log:\n{}", proc.log()));
     assert!(status.success(), "{status:?}; log:\n{}", proc.log());
     let took = ended.elapsed();
+    eprintln!("exited {took:?} after the last call ended");
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
 }
 
@@ -163,6 +164,7 @@ async fn the_drain_deadline_closes_calls_that_never_end() {
         .await
         .unwrap_or_else(|| panic!("rtcd did not exit; log:\n{}", proc.log()));
     let took = signalled.elapsed();
+    eprintln!("exited {took:?} after SIGTERM (deadline 2 s)");
     assert!(status.success(), "{status:?}; log:\n{}", proc.log());
     assert!(
         took >= Duration::from_millis(1_900),

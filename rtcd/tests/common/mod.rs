@@ -364,6 +364,11 @@ impl Client {
     /// A client on its own UDP socket on 127.0.0.1.
     pub fn udp(name: &str) -> Client {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("binding a client socket");
+        Self::udp_on(name, socket)
+    }
+
+    /// A client on a given UDP socket (see [`socket_landing_on`]).
+    pub fn udp_on(name: &str, socket: UdpSocket) -> Client {
         let local = socket.local_addr().expect("local address");
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("host candidate"));
@@ -1369,6 +1374,59 @@ pub fn value(m: &HashMap<String, f64>, series: &str) -> f64 {
 /// Deterministic pseudo-random bytes.
 pub fn noise(seed: u32, len: usize) -> Vec<u8> {
     filler(seed, len).collect()
+}
+
+/// A client socket whose datagrams the kernel hands to `worker`'s socket
+/// (of a node with two workers). `SO_REUSEPORT` picks a socket by a keyed
+/// hash of the 4-tuple, so this probes fresh sockets: from each, binding
+/// requests whose ufrags name worker 0 and worker 1; the worker that got
+/// them steers the one naming the other, which `/metrics` shows.
+pub async fn socket_landing_on(api: SocketAddr, media: SocketAddr, worker: usize) -> UdpSocket {
+    const STEERED: [&str; 2] = [
+        r#"rtcd_worker_steered_datagrams{worker="0"}"#,
+        r#"rtcd_worker_steered_datagrams{worker="1"}"#,
+    ];
+    for _ in 0..12 {
+        let before = metrics(api).await;
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("binding a client socket");
+        for w in 0..2 {
+            let probe = stun_binding_request(&format!("{w:02x}probeprobe:p"), "probe-password");
+            socket.send_to(&probe, media).expect("probe");
+        }
+        let landed = eventually_async(Duration::from_secs(3), || async {
+            let m = metrics(api).await;
+            (0..2).find(|w| value(&m, STEERED[*w]) > value(&before, STEERED[*w]))
+        })
+        .await
+        .expect("a probe was steered");
+        if landed == worker {
+            return socket;
+        }
+    }
+    panic!("no socket landed on worker {worker} in 12 tries");
+}
+
+/// Like [`eventually`], for an async check.
+pub async fn eventually_async<T, F: std::future::Future<Output = Option<T>>>(
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) -> Option<T> {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The worker index a session's rtcd ufrag names.
+pub fn ufrag_worker(client: &Client) -> Option<u8> {
+    let ufrag = client.state().remote_ufrag.clone()?;
+    rtcd_core::ufrag_worker(&ufrag)
 }
 
 // ------------------------------------------------------------------ STUN
