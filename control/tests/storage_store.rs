@@ -93,7 +93,11 @@ async fn s3() -> Option<Fixture> {
         if std::env::var("ENCLAVE_REQUIRE_SERVICES").as_deref() == Ok("1") {
             panic!("{msg}; ENCLAVE_REQUIRE_SERVICES=1 makes this a failure");
         }
-        eprintln!("SKIPPED (S3 test): {msg}");
+        // Straight to stderr: libtest captures eprintln!, and a skip must show.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED (S3 test): {msg}\n").as_bytes(),
+        );
         return None;
     }
     let mut config = S3Config::new(
