@@ -27,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod oidc;
 pub mod storage;
 pub mod ws;
 
