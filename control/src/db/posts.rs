@@ -153,6 +153,21 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
             Some(root.root_id.unwrap_or(root.id))
         }
     };
+    // Posts of a channel get strictly increasing times (a post in the same
+    // millisecond as the last one is stamped a millisecond later), so
+    // "newest first" and thread order are total and stable on both
+    // databases. Updating the channel row first also serialises posting
+    // per channel.
+    let created_at: i64 = sqlx::query(
+        "UPDATE channels SET total_msg_count = total_msg_count + 1,
+             last_post_at = CASE WHEN last_post_at >= $2 THEN last_post_at + 1 ELSE $2 END
+         WHERE id = $1 RETURNING last_post_at",
+    )
+    .bind(new.channel_id)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("last_post_at")?;
     let res = sqlx::query(
         "INSERT INTO posts (id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -163,7 +178,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .bind(root_id.as_deref())
     .bind(new.message)
     .bind(new.pending_id)
-    .bind(now)
+    .bind(created_at)
     .execute(&mut *tx)
     .await;
     match res {
@@ -179,13 +194,6 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
         }
         Err(e) => return Err(e.into()),
     }
-    sqlx::query(
-        "UPDATE channels SET total_msg_count = total_msg_count + 1, last_post_at = $2 WHERE id = $1",
-    )
-    .bind(new.channel_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     if let Some(root) = &root_id {
         sqlx::query("UPDATE posts SET reply_count = reply_count + 1 WHERE id = $1")
             .bind(root)
@@ -249,23 +257,32 @@ fn existing(p: Post, channel_id: &str) -> DbResult<Created> {
 /// Replaces a post's text, keeping the old one in its history.
 pub async fn edit(db: &Db, id: &str, message: &str, now: i64) -> DbResult<Post> {
     let mut tx = db.pool.begin().await?;
+    // Stamp first: this locks the row (concurrent edits queue up) and makes
+    // a post's edit times strictly increasing, so history order is total.
+    let at: i64 = sqlx::query(
+        "UPDATE posts SET edited_at = CASE WHEN edited_at >= $2 THEN edited_at + 1 ELSE $2 END
+         WHERE id = $1 AND deleted_at IS NULL RETURNING edited_at",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(DbError::NotFound)?
+    .try_get("edited_at")?;
     let old = get_in(&mut tx, id).await?;
-    if old.deleted {
-        return Err(DbError::NotFound);
-    }
     sqlx::query(
         "INSERT INTO post_edits (id, post_id, message, replaced_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(new_id())
     .bind(id)
     .bind(&old.message)
-    .bind(now)
+    .bind(at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE posts SET message = $2, edited_at = $3, updated_at = $3 WHERE id = $1")
+    sqlx::query("UPDATE posts SET message = $2, updated_at = $3 WHERE id = $1")
         .bind(id)
         .bind(message)
-        .bind(now)
+        .bind(at)
         .execute(&mut *tx)
         .await?;
     let p = get_in(&mut tx, id).await?;

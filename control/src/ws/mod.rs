@@ -304,3 +304,73 @@ pub async fn dispatch(state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub_with(capacity: usize) -> (Hub, Arc<Conn>, ConnRx) {
+        let hub = Hub::new(Arc::new(Metrics::new()));
+        let (conn, rx) = Conn::new("c1".into(), "u1".into(), None, capacity);
+        hub.register(conn.clone());
+        (hub, conn, rx)
+    }
+
+    #[test]
+    fn a_socket_too_far_behind_is_closed_never_skipped() {
+        let (hub, _conn, mut rx) = hub_with(16);
+        let users = vec!["u1".to_owned()];
+        for seq in 1..=16 {
+            hub.deliver(&users, seq, "{}".into(), "post_created");
+        }
+        assert_eq!(*rx.close.borrow(), None);
+        hub.deliver(&users, 17, "{}".into(), "post_created");
+        assert_eq!(*rx.close.borrow_and_update(), Some(CloseReason::TooSlow));
+        // What was queued is intact and in order; the client resumes from
+        // the last seq it handled, so event 17 is replayed, not lost.
+        let mut seqs = Vec::new();
+        while let Ok((seq, _)) = rx.durable.try_recv() {
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, (1..=16).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn typing_is_dropped_first() {
+        let (hub, _conn, mut rx) = hub_with(16);
+        let users = vec!["u1".to_owned()];
+        hub.deliver_ephemeral(&users, "other", "t".into(), "typing");
+        assert!(rx.ephemeral.try_recv().is_ok());
+        // Half the event queue used: typing no longer gets through, events do.
+        for seq in 1..=9 {
+            hub.deliver(&users, seq, "{}".into(), "post_created");
+        }
+        hub.deliver_ephemeral(&users, "other", "t".into(), "typing");
+        assert!(rx.ephemeral.try_recv().is_err());
+        assert_eq!(*rx.close.borrow(), None);
+        // Its own queue full: dropped too, the socket stays open.
+        let (hub, _conn, mut rx) = hub_with(16);
+        for _ in 0..EPHEMERAL_QUEUE + 5 {
+            hub.deliver_ephemeral(&users, "other", "t".into(), "typing");
+        }
+        let mut n = 0;
+        while rx.ephemeral.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, EPHEMERAL_QUEUE);
+        assert_eq!(*rx.close.borrow(), None);
+        // The sender's own socket never gets its typing back.
+        hub.deliver_ephemeral(&users, "c1", "t".into(), "typing");
+        assert!(rx.ephemeral.try_recv().is_err());
+    }
+
+    #[test]
+    fn connections_are_counted_and_removed() {
+        let (hub, conn, _rx) = hub_with(16);
+        assert_eq!(hub.connection_count(), 1);
+        hub.unregister(&conn);
+        assert_eq!(hub.connection_count(), 0);
+        hub.unregister(&conn);
+        assert_eq!(hub.connection_count(), 0);
+    }
+}

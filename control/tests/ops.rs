@@ -1,0 +1,139 @@
+//! Operations: health, readiness, metrics, error bodies, and the binary's
+//! configuration check.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::TestApp;
+use control::db::users::SystemRole;
+
+async fn health_readiness_and_metrics(app: TestApp) {
+    let r = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let alice = app.user("alice", SystemRole::User).await;
+    app.get("/api/v1/users/me", &alice).await;
+    app.get("/api/v1/teams/nonexistent", &alice).await;
+    let r = app.call(Method::GET, "/metrics", None, None).await;
+    let text = r.body.as_str().unwrap().to_owned();
+    for needle in [
+        r#"enclave_control_http_requests_total{method="GET",route="/api/v1/users/me",status="200"} 1"#,
+        r#"enclave_control_http_requests_total{method="GET",route="/api/v1/teams/{id}",status="404"} 1"#,
+        "enclave_control_http_request_duration_seconds_bucket",
+        "enclave_control_db_pool_connections",
+        "enclave_control_ws_connections 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    app.state.start_drain();
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+}
+
+async fn errors_have_one_stable_shape(app: TestApp) {
+    let r = app
+        .call(Method::GET, "/api/v1/no/such/thing", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.body,
+        serde_json::json!({"code": "not_found", "message": "not found"})
+    );
+    let r = app.call(Method::GET, "/api/v1/users/me", None, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "unauthenticated")
+    );
+    // A database failure answers 500 with an incident id and nothing else.
+    let alice = app.user("alice", SystemRole::User).await;
+    app.state.db.pool.close().await;
+    let r = app.get("/api/v1/teams", &alice).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+    );
+    assert_eq!(r.body["message"], "internal error");
+    assert!(r.body["incident"].as_str().is_some_and(|s| s.len() == 26));
+    assert_eq!(r.body.as_object().unwrap().len(), 3, "{:?}", r.body);
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+on_both_databases!(health_readiness_and_metrics, errors_have_one_stable_shape);
+
+#[test]
+fn a_bad_configuration_exits_64_listing_every_problem() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_control"))
+        .arg("check-config")
+        .env("ENCLAVE_SERVER__LISTEN", "nowhere")
+        .env("ENCLAVE_AUTH__PASSWORD_MIN_LENGTH", "4")
+        .env("ENCLAVE_DATABASE__URL", "mysql://db")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(
+        err.contains("socket address")
+            && err.contains("password_min_length")
+            && err.contains("database.url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_admin_commands_work_on_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_control"))
+            .args(args)
+            .env("ENCLAVE_SERVER__DATA_DIR", dir.path())
+            .env("ENCLAVE_LOG__FILTER", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["create-user", "--username", "ops", "--role", "admin"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("password (shown once): "), "{err}");
+    assert!(
+        out.contains(r#""action":"user_create""#),
+        "audit line on stdout: {out}"
+    );
+    let (code, _, err) = run(&["create-user", "--username", "ops"], "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("conflict"), "{err}");
+    let (code, _, err) = run(
+        &["reset-password", "--username", "ops", "--password-stdin"],
+        "short\n",
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("at least 12"), "{err}");
+    let (code, _, err) = run(
+        &["reset-password", "--username", "ops", "--password-stdin"],
+        "A-Much-Better-One-9\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, _) = run(&["list-sessions"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("session"), "{out}");
+}
