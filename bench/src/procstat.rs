@@ -142,7 +142,9 @@ pub fn machine() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Online CPUs of the machine, not the ones this (pinned) thread may use.
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1);
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

@@ -1218,7 +1218,12 @@ async fn measure(
                 .unwrap_or_default()
         ));
     }
-    if fwd <= 0.0 {
+    if fwd <= 0.0 && delivery.window_received > 0 {
+        warnings.push(format!(
+            "rtcd's /metrics did not advance in the window although {} packets arrived: its worker never reached its snapshot (a saturated receive loop starves it); SFU figures unavailable",
+            delivery.window_received
+        ));
+    } else if fwd <= 0.0 {
         warnings.push("rtcd forwarded nothing in the window".into());
     }
     let publishers = plan
@@ -1236,7 +1241,22 @@ async fn measure(
         machine: procstat::machine(),
         rtcd_commit: git_commit(),
         rtcd: match &o.sfu.mode {
-            crate::sfu::SfuMode::Binary(p) => format!("process {}", p.display()),
+            crate::sfu::SfuMode::Binary(p) => format!(
+                "process {} (built {})",
+                p.display(),
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .map(|t| {
+                        let secs = t
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let age = std::time::SystemTime::now()
+                            .duration_since(t)
+                            .map_or(0, |d| d.as_secs());
+                        format!("{} min before the run, unix {secs}", age / 60)
+                    })
+                    .unwrap_or_else(|_| "at an unknown time".into())
+            ),
             crate::sfu::SfuMode::InProcess => "in process".into(),
         },
         rtcd_workers: o.sfu.workers,
