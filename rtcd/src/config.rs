@@ -296,7 +296,11 @@ mod tests {
     #[test]
     fn a_broken_file_reports_a_problem_per_section() {
         let path = std::env::temp_dir().join(format!("rtcd-config-{}.toml", std::process::id()));
-        std::fs::write(&path, "colour = 1\n[rtc]\nport = \"x\"\n[api]\nlisten = \"nope\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "colour = 1\n[rtc]\nport = \"x\"\n[api]\nlisten = \"nope\"\n",
+        )
+        .unwrap();
         let errors = Config::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(errors.len(), 3, "{errors:#?}");
