@@ -1099,6 +1099,13 @@ impl Client {
                         .nackable(p.nackable),
                 );
                 self.drain(sent, ctx);
+                // str0m 0.25 releases a written packet only on a timeout
+                // (its send queue timestamps packets in handle_timeout);
+                // give it one now so the packet leaves with its stamp fresh.
+                if self.rtc_deadline <= sent && self.rtc.handle_input(Input::Timeout(sent)).is_ok()
+                {
+                    self.drain(sent, ctx);
+                }
             }
         }
         ctx.scratch = pkts;
