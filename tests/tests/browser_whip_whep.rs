@@ -156,7 +156,7 @@ fn main() {
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
-    // Threads of the runtime must not outlive main's clean-up noise.
+    // rtcd stopped with each test; shut the runtime down before exiting.
     drop(rt);
     conclusion.exit();
 }
