@@ -78,6 +78,9 @@ pub struct EventsConfig {
     /// A reconnecting client gets what it missed if it is younger than this;
     /// otherwise it is told to resync.
     pub replay_window_secs: u64,
+    /// Events are deleted from the replay log after this long (at least
+    /// the replay window).
+    pub retention_secs: u64,
     /// Events kept per socket before the socket is treated as too slow.
     pub socket_queue: usize,
     pub ping_interval_secs: u64,
@@ -142,6 +145,7 @@ impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             replay_window_secs: 300,
+            retention_secs: 24 * 3600,
             socket_queue: 256,
             ping_interval_secs: 30,
         }
@@ -258,6 +262,9 @@ impl Config {
         }
         if self.limits.max_post_chars == 0 {
             errors.push("limits.max_post_chars must be at least 1".into());
+        }
+        if self.events.retention_secs < self.events.replay_window_secs {
+            errors.push("events.retention_secs must be at least events.replay_window_secs".into());
         }
         if self.events.socket_queue < 16 {
             errors.push("events.socket_queue must be at least 16".into());

@@ -35,6 +35,7 @@ CONFIGURATION (file keys; each can be set as ENCLAVE_<SECTION>__<KEY>, e.g. ENCL
   limits.max_body_bytes          largest JSON request body                     [262144]
   limits.max_post_chars          longest post                                  [16383]
   events.replay_window_secs      how far back a reconnect can resume           [300]
+  events.retention_secs          events are kept in the replay log for         [86400]
   events.socket_queue            events queued per socket before it is closed  [256]
   events.ping_interval_secs      WebSocket keep-alive                          [30]
   log.filter                     tracing filter                                [info]

@@ -866,9 +866,59 @@ async fn every_change_is_an_event_in_order(app: TestApp) {
         evs.iter()
             .all(|e| e.channel_id.as_deref() == Some(ch.as_str()))
     );
+    // Pruning keeps the newest event, so the sequence never goes back.
+    let latest = events::latest_seq(&app.state.db).await.unwrap();
+    let n = events::prune(&app.state.db, i64::MAX).await.unwrap();
+    assert_eq!(n as usize, evs.len() - 1);
+    assert_eq!(events::latest_seq(&app.state.db).await.unwrap(), latest);
+    app.say(&ch, &alice, "after pruning").await;
+    assert_eq!(events::latest_seq(&app.state.db).await.unwrap(), latest + 1);
+}
+
+/// Many writers at once (replies read their root before writing): every
+/// post lands and the counts add up.
+async fn concurrent_writers_all_succeed(app: TestApp) {
+    let alice = app.user("alice", SystemRole::User).await;
+    let bob = app.user("bob", SystemRole::User).await;
+    let team = app.team("eng", &alice, &[&bob]).await;
+    let ch = app.channel(&team, "general", "open", &alice).await;
+    app.post(&format!("/api/v1/channels/{ch}/join"), &bob, json!({}))
+        .await;
+    let root = app.say(&ch, &alice, "thread").await;
+    let root_id = root["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/channels/{ch}/posts");
+    let results = futures_util::future::join_all((0..24).map(|i| {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let body = json!({"message": format!("r{i}"), "root_id": root_id});
+        let (uri, app) = (&uri, &app);
+        async move { app.post(uri, who, body).await.status }
+    }))
+    .await;
+    assert!(
+        results.iter().all(|s| *s == StatusCode::CREATED),
+        "{results:?}"
+    );
+    let thread = app
+        .get(&format!("/api/v1/posts/{root_id}/thread"), &alice)
+        .await
+        .body;
+    assert_eq!(thread[0]["reply_count"], 24);
+    let times: Vec<i64> = thread
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["created_at"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    let ch_now = app
+        .get(&format!("/api/v1/channels/{ch}"), &alice)
+        .await
+        .body;
+    assert_eq!(ch_now["total_msg_count"], 25);
 }
 
 on_both_databases!(
+    concurrent_writers_all_succeed,
     posts_threads_edits_deletes,
     reactions_and_pins,
     a_retried_post_is_not_duplicated,

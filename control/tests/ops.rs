@@ -137,3 +137,37 @@ fn the_admin_commands_work_on_a_fresh_database() {
     assert_eq!(code, Some(0));
     assert!(out.starts_with("session"), "{out}");
 }
+
+/// TLS to PostgreSQL is built in: with `sslmode=require` the connection
+/// is encrypted (the test server is Debian's, whose default configuration
+/// offers TLS with its snakeoil certificate).
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_url_asks() {
+    if common::skip_postgres() {
+        return;
+    }
+    let tdb = common::TestDb::new(common::Kind::Postgres).await;
+    let ssl = sqlx::query("SELECT setting FROM pg_settings WHERE name = 'ssl'")
+        .fetch_one(&tdb.db.pool)
+        .await
+        .unwrap();
+    if sqlx::Row::try_get::<String, _>(&ssl, "setting").unwrap() != "on" {
+        eprintln!("this PostgreSQL server offers no TLS: skipped");
+        return;
+    }
+    let sep = if tdb.url.contains('?') { '&' } else { '?' };
+    for (mode, want) in [("disable", 0i64), ("require", 1)] {
+        let db = control::db::Db::connect(&format!("{}{sep}sslmode={mode}", tdb.url), 1)
+            .await
+            .unwrap();
+        let row = sqlx::query(
+            "SELECT CASE WHEN ssl THEN 1 ELSE 0 END AS tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        let tls: i64 = sqlx::Row::try_get(&row, "tls").unwrap();
+        assert_eq!(tls, want, "sslmode={mode}");
+        db.pool.close().await;
+    }
+}

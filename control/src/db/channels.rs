@@ -115,7 +115,7 @@ pub async fn create(
 ) -> DbResult<(Channel, bool)> {
     let creator = *members.first().ok_or(DbError::Conflict("no_members"))?;
     let id = new_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let res = sqlx::query(
         "INSERT INTO channels (id, team_id, kind, name, display_name, purpose, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -215,7 +215,7 @@ pub async fn membership_of(
 /// Adds a member (no-op if already one) and emits `member_joined`.
 /// Returns false if they were already a member.
 pub async fn add_member(db: &Db, channel_id: &str, user_id: &str, now: i64) -> DbResult<bool> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     // A new member starts with everything already posted counted as read.
     let r = sqlx::query(
         "INSERT INTO channel_members (channel_id, user_id, role, created_at, last_viewed_at, msg_count_read)
@@ -247,7 +247,7 @@ pub async fn add_member(db: &Db, channel_id: &str, user_id: &str, now: i64) -> D
 
 /// Removes a member; `member_left` goes to the channel and to the user.
 pub async fn remove_member(db: &Db, channel_id: &str, user_id: &str, now: i64) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let r = sqlx::query("DELETE FROM channel_members WHERE channel_id = $1 AND user_id = $2")
         .bind(channel_id)
         .bind(user_id)
@@ -332,7 +332,7 @@ pub async fn unreads(db: &Db, user_id: &str) -> DbResult<Vec<Unread>> {
 /// Marks everything in the channel read for the user; tells their other
 /// clients with `channel_viewed`.
 pub async fn mark_viewed(db: &Db, channel_id: &str, user_id: &str, now: i64) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let r = sqlx::query(
         "UPDATE channel_members SET last_viewed_at = $3, mention_count = 0,
              msg_count_read = (SELECT total_msg_count FROM channels WHERE id = $1)

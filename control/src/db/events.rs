@@ -122,11 +122,14 @@ pub async fn get(db: &Db, seq: i64) -> DbResult<Option<StoredEvent>> {
         .transpose()
 }
 
-/// Deletes events older than `before` (ms). Returns how many.
+/// Deletes events older than `before` (ms), always keeping the newest one
+/// so that [`latest_seq`] never goes back. Returns how many.
 pub async fn prune(db: &Db, before: i64) -> DbResult<u64> {
-    Ok(sqlx::query("DELETE FROM events WHERE created_at < $1")
-        .bind(before)
-        .execute(&db.pool)
-        .await?
-        .rows_affected())
+    Ok(sqlx::query(
+        "DELETE FROM events WHERE created_at < $1 AND seq < (SELECT MAX(seq) FROM events)",
+    )
+    .bind(before)
+    .execute(&db.pool)
+    .await?
+    .rows_affected())
 }

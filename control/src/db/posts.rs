@@ -141,7 +141,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
         return existing(p, new.channel_id);
     }
     let id = new_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     // A reply to a reply joins the same thread.
     let root_id = match new.root_id {
         None => None,
@@ -256,7 +256,7 @@ fn existing(p: Post, channel_id: &str) -> DbResult<Created> {
 
 /// Replaces a post's text, keeping the old one in its history.
 pub async fn edit(db: &Db, id: &str, message: &str, now: i64) -> DbResult<Post> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     // Stamp first: this locks the row (concurrent edits queue up) and makes
     // a post's edit times strictly increasing, so history order is total.
     let at: i64 = sqlx::query(
@@ -325,7 +325,7 @@ pub async fn history(db: &Db, id: &str) -> DbResult<Vec<Edit>> {
 
 /// Soft-deletes a post: it stays in the database and in its thread.
 pub async fn delete(db: &Db, id: &str, now: i64) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let p = get_in(&mut tx, id).await?;
     if p.deleted {
         return Err(DbError::NotFound);
@@ -412,7 +412,7 @@ pub async fn thread(db: &Db, root_id: &str) -> DbResult<Vec<Post>> {
 
 /// Adds a reaction; false if the user had already reacted so.
 pub async fn react(db: &Db, p: &Post, user_id: &str, emoji: &str, now: i64) -> DbResult<bool> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let r = sqlx::query(
         "INSERT INTO reactions (post_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING",
@@ -448,7 +448,7 @@ pub async fn react(db: &Db, p: &Post, user_id: &str, emoji: &str, now: i64) -> D
 }
 
 pub async fn unreact(db: &Db, p: &Post, user_id: &str, emoji: &str, now: i64) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let row = sqlx::query(
         "DELETE FROM reactions WHERE post_id = $1 AND user_id = $2 AND emoji = $3 RETURNING created_at",
     )
@@ -501,7 +501,7 @@ pub async fn reactions(db: &Db, post_id: &str) -> DbResult<Vec<Reaction>> {
 
 /// Pins or unpins; a no-op (no event) when nothing changes.
 pub async fn set_pinned(db: &Db, p: &Post, pinned: bool, now: i64) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let r = sqlx::query(
         "UPDATE posts SET is_pinned = $2 WHERE id = $1 AND is_pinned <> $2 AND deleted_at IS NULL",
     )

@@ -61,7 +61,7 @@ pub async fn create(
     now: i64,
 ) -> DbResult<Team> {
     let id = new_id();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let res = sqlx::query(
         "INSERT INTO teams (id, name, display_name, created_at) VALUES ($1, $2, $3, $4)",
     )
@@ -151,7 +151,7 @@ pub async fn set_member(
 
 /// Removes a member from the team and from every channel of the team.
 pub async fn remove_member(db: &Db, team_id: &str, user_id: &str) -> DbResult<()> {
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "DELETE FROM channel_members WHERE user_id = $2
          AND channel_id IN (SELECT id FROM channels WHERE team_id = $1)",

@@ -32,6 +32,9 @@ use crate::metrics::Metrics;
 
 /// The dispatcher reads the log at least this often, wake-up or not.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How often a node deletes events past `events.retention_secs` (every
+/// node does; the delete is idempotent).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Events read from the log per query.
 const BATCH: i64 = 500;
 /// Ephemeral messages queued per socket.
@@ -254,7 +257,17 @@ pub async fn dispatch(state: AppState) {
         }
     };
     state.hub.dispatched.store(last, Ordering::SeqCst);
+    let mut pruned_at = tokio::time::Instant::now();
     loop {
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            let before = state.clock.now_ms() - state.config.events.retention_secs as i64 * 1000;
+            match events::prune(&state.db, before).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned the event log"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning the event log failed"),
+            }
+        }
         tokio::select! {
             r = wake.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(POLL_EVERY) => {}
