@@ -24,8 +24,15 @@ const REDIRECT: &str = "http://127.0.0.1:18099/oidc/callback";
 
 struct Provider {
     issuer: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    /// Stops the process and waits until it has exited (its port is free).
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
 }
 
 fn idp_dir() -> PathBuf {
@@ -100,7 +107,7 @@ async fn provider(extra: Value) -> Option<Provider> {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
     Some(Provider {
         issuer: ready["issuer"].as_str().unwrap().to_owned(),
-        _child: child,
+        child,
         _dir: dir,
     })
 }
@@ -417,5 +424,41 @@ async fn provider_error_in_callback_is_reported() {
     assert!(
         matches!(err, OidcError::ProviderError(ref m) if m.contains("access_denied")),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rotated_signing_key_is_fetched_on_demand() {
+    // The same provider restarted on the same port with a new signing key.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(before) = provider(json!({"port": port})).await else {
+        return;
+    };
+    let rp = confidential(&before).await;
+    let issuer = before.issuer.clone();
+    before.stop().await;
+    let rotated =
+        json!([{"kid": "rotated-key", "pem": include_str!("fixtures/oidc_other_rsa.pem")}]);
+    let Some(after) = provider(json!({"port": port, "keys": rotated})).await else {
+        return;
+    };
+    assert_eq!(after.issuer, issuer);
+
+    // The token names a key the client has never seen: it fetches the
+    // provider's keys again and accepts it.
+    let callback = login(&rp).await;
+    assert_eq!(
+        rp.complete_login(&callback).await.unwrap().identity.subject,
+        "alice"
+    );
+    // And the next login needs no refresh.
+    let callback = login(&rp).await;
+    assert_eq!(
+        rp.complete_login(&callback).await.unwrap().identity.subject,
+        "alice"
     );
 }

@@ -183,6 +183,10 @@ pub enum OidcError {
     NonceMismatch(String),
     #[error("ID token signature invalid: {0}")]
     BadSignature(String),
+    /// Signed with a key the provider's JWKS does not (or no longer, or not
+    /// yet) list.
+    #[error("ID token signed with an unknown key")]
+    UnknownKey,
     #[error("ID token tenant not allowed: {0}")]
     TenantNotAllowed(String),
     #[error("the user's groups did not fit in the token (groups overage); refusing as configured")]
@@ -413,6 +417,9 @@ fn map_verification_error(e: openidconnect::ClaimsVerificationError) -> OidcErro
         E::InvalidAudience(m) => OidcError::WrongAudience(m),
         E::InvalidIssuer(m) => OidcError::WrongIssuer(m),
         E::InvalidNonce(m) => OidcError::NonceMismatch(m),
+        E::SignatureVerification(openidconnect::SignatureVerificationError::NoMatchingKey) => {
+            OidcError::UnknownKey
+        }
         E::SignatureVerification(e) => OidcError::BadSignature(e.to_string()),
         other => OidcError::InvalidToken(other.to_string()),
     }
@@ -475,11 +482,17 @@ type DiscoveredClient = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// Keys are fetched again at most this often when a token names an
+/// unknown one (rotation), so forged kids cannot make us hammer the provider.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
 /// One relying party at one provider.
 pub struct OidcClient {
     config: OidcConfig,
     client: DiscoveredClient,
-    validator: IdTokenValidator,
+    jwks_uri: String,
+    validator: std::sync::RwLock<Arc<IdTokenValidator>>,
+    keys_fetched: tokio::sync::Mutex<Option<std::time::Instant>>,
     states: Arc<dyn LoginStateStore>,
     http: HttpClient,
 }
@@ -522,7 +535,8 @@ impl OidcClient {
                 config.issuer
             )));
         }
-        let jwks = get(&http, metadata.jwks_uri().as_str()).await?;
+        let jwks_uri = metadata.jwks_uri().as_str().to_owned();
+        let jwks = get(&http, &jwks_uri).await?;
         let validator = IdTokenValidator::new(config.clone(), &jwks)?;
         let redirect = RedirectUrl::new(config.redirect_url.clone())
             .map_err(|e| OidcError::Config(format!("redirect_url: {e}")))?;
@@ -535,14 +549,64 @@ impl OidcClient {
         Ok(OidcClient {
             config,
             client,
-            validator,
+            jwks_uri,
+            validator: std::sync::RwLock::new(Arc::new(validator)),
+            // The first unknown key may refresh at once.
+            keys_fetched: tokio::sync::Mutex::new(None),
             states,
             http,
         })
     }
 
-    pub fn validator(&self) -> &IdTokenValidator {
-        &self.validator
+    /// The validator for the current key set.
+    pub fn validator(&self) -> Arc<IdTokenValidator> {
+        self.validator
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Fetches the provider's keys again. Keys rotate (new ones are
+    /// published ahead of use); this runs by itself when a token names an
+    /// unknown key, at most once a minute. Call it daily to drop retired
+    /// keys.
+    pub async fn refresh_keys(&self) -> Result<(), OidcError> {
+        let mut fetched = self.keys_fetched.lock().await;
+        self.fetch_keys().await?;
+        *fetched = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    async fn fetch_keys(&self) -> Result<Arc<IdTokenValidator>, OidcError> {
+        let jwks = get(&self.http, &self.jwks_uri).await?;
+        let validator = Arc::new(IdTokenValidator::new(self.config.clone(), &jwks)?);
+        *self.validator.write().unwrap_or_else(|e| e.into_inner()) = validator.clone();
+        Ok(validator)
+    }
+
+    /// Validates with the current keys; on an unknown key, refreshes them
+    /// (rate-limited) and tries once more.
+    async fn validate(&self, id_token: &str, nonce: &str) -> Result<ExternalIdentity, OidcError> {
+        let current = self.validator();
+        match current.validate(id_token, nonce) {
+            Err(OidcError::UnknownKey) => {
+                let mut fetched = self.keys_fetched.lock().await;
+                // Another login may have refreshed while this one waited.
+                let latest = self.validator();
+                if !Arc::ptr_eq(&latest, &current) {
+                    return latest.validate(id_token, nonce);
+                }
+                if fetched.is_some_and(|t| t.elapsed() < KEY_REFRESH_INTERVAL) {
+                    return Err(OidcError::UnknownKey);
+                }
+                *fetched = Some(std::time::Instant::now());
+                let validator = self.fetch_keys().await?;
+                drop(fetched);
+                tracing::info!(issuer = %self.config.issuer, "OIDC signing keys refreshed: a token named an unknown key");
+                validator.validate(id_token, nonce)
+            }
+            other => other,
+        }
     }
 
     /// Starts a login: a fresh state, nonce and PKCE (S256) verifier are
@@ -621,7 +685,7 @@ impl OidcClient {
             .id_token()
             .ok_or_else(|| OidcError::InvalidToken("the token response has no ID token".into()))?
             .to_string();
-        let identity = self.validator.validate(&id_token, &login.nonce)?;
+        let identity = self.validate(&id_token, &login.nonce).await?;
         Ok(LoginOutcome {
             identity,
             return_to: login.return_to,
