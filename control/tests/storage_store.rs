@@ -207,9 +207,22 @@ async fn http_get(url: &str) -> (u16, Bytes) {
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
+/// Removes what a passing test stored in the shared bucket (the local
+/// store's folder goes with its temporary directory).
+async fn clean_up(f: &Fixture) {
+    if let Some(s3) = &f.s3 {
+        for obj in s3.list(&f.prefix).await.unwrap() {
+            s3.delete(&obj.key).await.unwrap();
+        }
+        s3.abort_stale_uploads(&f.prefix, SystemTime::now() + Duration::from_secs(3600))
+            .await
+            .unwrap();
+    }
+}
+
 // ---- the suite -------------------------------------------------------------
 
-async fn round_trip(f: Fixture) {
+async fn round_trip(f: &Fixture) {
     let key = f.key("docs/hello.txt");
     let opts = PutOptions {
         max_size: LIMIT,
@@ -245,7 +258,7 @@ async fn round_trip(f: Fixture) {
     assert!(read_all(&*f.store, &empty, None).await.is_empty());
 }
 
-async fn range_get(f: Fixture) {
+async fn range_get(f: &Fixture) {
     let key = f.key("range.bin");
     let data = pseudo_random(1000, 1);
     f.store
@@ -289,7 +302,7 @@ async fn range_get(f: Fixture) {
     ));
 }
 
-async fn large_multipart(f: Fixture) {
+async fn large_multipart(f: &Fixture) {
     let key = f.key("big/20mb.bin");
     let data = Bytes::from(pseudo_random(20 * MIB, 42));
     let want = sha256(&data);
@@ -329,7 +342,7 @@ async fn large_multipart(f: Fixture) {
     assert_eq!(hex::encode(ctx.finish().as_ref()), want);
 }
 
-async fn presigned_get(f: Fixture) {
+async fn presigned_get(f: &Fixture) {
     let key = f.key("shared/report.pdf");
     f.store
         .put(
@@ -375,7 +388,7 @@ async fn presigned_get(f: Fixture) {
     );
 }
 
-async fn delete(f: Fixture) {
+async fn delete(f: &Fixture) {
     let key = f.key("gone.txt");
     f.store
         .put(&key, bytes_stream("x"), &PutOptions::limit(LIMIT))
@@ -392,7 +405,7 @@ async fn delete(f: Fixture) {
     assert!(f.store.list(&f.prefix).await.unwrap().is_empty());
 }
 
-async fn list(f: Fixture) {
+async fn list(f: &Fixture) {
     for name in ["a/1", "a/2", "b/1", "ab"] {
         f.store
             .put(
@@ -433,7 +446,7 @@ async fn list(f: Fixture) {
     assert_eq!(sizes, [3, 3, 2, 3]);
 }
 
-async fn path_traversal_refused(f: Fixture) {
+async fn path_traversal_refused(f: &Fixture) {
     for bad in [
         "../escape",
         "a/../../escape",
@@ -474,7 +487,7 @@ async fn path_traversal_refused(f: Fixture) {
     }
 }
 
-async fn interrupted_upload_leaves_nothing(f: Fixture) {
+async fn interrupted_upload_leaves_nothing(f: &Fixture) {
     // Small (one PUT on S3) and large (multipart) bodies that fail midway.
     for (name, good) in [("small", 100_000), ("large", 12 * MIB)] {
         let key = f.key(name);
@@ -484,7 +497,7 @@ async fn interrupted_upload_leaves_nothing(f: Fixture) {
             .await
             .unwrap_err();
         assert!(matches!(err, StorageError::Body(_)), "{err}");
-        assert_nothing_left(&f, &key).await;
+        assert_nothing_left(f, &key).await;
     }
     // Over the size limit: refused, and nothing kept either.
     let key = f.key("too-big");
@@ -498,7 +511,7 @@ async fn interrupted_upload_leaves_nothing(f: Fixture) {
         matches!(err, StorageError::TooLarge { limit } if limit == 6 * MIB as u64),
         "{err}"
     );
-    assert_nothing_left(&f, &key).await;
+    assert_nothing_left(f, &key).await;
     // An upload whose task is cancelled (the request was dropped) mid-way.
     let key = f.key("cancelled");
     let stalls: ByteStream = Box::pin(
@@ -511,10 +524,10 @@ async fn interrupted_upload_leaves_nothing(f: Fixture) {
             .await
             .is_err()
     );
-    assert_nothing_left(&f, &key).await;
+    assert_nothing_left(f, &key).await;
 }
 
-async fn idempotent_puts(f: Fixture) {
+async fn idempotent_puts(f: &Fixture) {
     let opts = PutOptions::limit(LIMIT);
     // Caller key: the retry is not stored again.
     let key = f.key("uploads/u-123");
@@ -596,7 +609,7 @@ async fn idempotent_puts(f: Fixture) {
     assert!(matches!(err, StorageError::TooLarge { .. }));
 }
 
-async fn orphan_cleanup(f: Fixture) {
+async fn orphan_cleanup(f: &Fixture) {
     let dir = format!("{}files/", f.prefix);
     let keys: Vec<ObjectKey> = ["kept", "orphan-1", "orphan-2"]
         .iter()
@@ -658,7 +671,8 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 if let Some(f) = $fixture().await {
-                    super::$name(f).await;
+                    super::$name(&f).await;
+                    super::clean_up(&f).await;
                 }
             }
         )*
