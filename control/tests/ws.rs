@@ -271,6 +271,26 @@ async fn sockets_need_auth_a_known_version_and_a_live_session(app: TestApp) {
         .unwrap()
         .to_owned();
     let session = r.body["session_id"].as_str().unwrap().to_owned();
+    // A page of another origin cannot ride the cookie.
+    let mut req = format!("ws://{}/api/v1/websocket", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    req.headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+    let mut req = format!("ws://{}/api/v1/websocket", server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("cookie", cookie.parse().unwrap());
+    req.headers_mut()
+        .insert("origin", format!("http://{}", server.addr).parse().unwrap());
+    drop(
+        tokio_tungstenite::connect_async(req)
+            .await
+            .expect("same origin is fine"),
+    );
     let mut s = connect_with(server.addr, ("cookie", cookie)).await.unwrap();
     hello(&mut s, None).await;
     let r = app

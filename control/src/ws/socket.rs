@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use signaling::events::{
     ClientMessage, CloseReason, EVENTS_VERSION, Resume, ResyncReason, ServerMessage,
@@ -15,7 +16,7 @@ use signaling::events::{
 
 use super::Conn;
 use crate::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{AuthVia, CurrentUser};
 use crate::db::{channels, events, new_id, sessions, teams};
 use crate::error::AppError;
 
@@ -28,13 +29,38 @@ const MAX_CLIENT_MESSAGE: usize = 16 << 10;
 /// Typing notices a socket may send per second.
 const TYPING_PER_SEC: u32 = 4;
 
+/// Browsers send the session cookie on a WebSocket handshake from any
+/// page of the same site and enforce no CORS on it, so a cookie-
+/// authenticated upgrade must come from our own origin (its `Origin` host
+/// is the `Host` it was sent to). Clients that are not browsers send no
+/// `Origin`, and bearer tokens are never sent by a browser on its own.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
 pub async fn upgrade(
     State(state): State<AppState>,
+    headers: HeaderMap,
     user: CurrentUser,
     ws: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
     if state.is_draining() {
         return Err(AppError::Unavailable);
+    }
+    if matches!(user.via, AuthVia::Cookie { .. }) && !same_origin(&headers) {
+        return Err(AppError::Forbidden(
+            "cross-origin WebSocket with a session cookie",
+        ));
     }
     Ok(ws
         .max_message_size(MAX_CLIENT_MESSAGE)
