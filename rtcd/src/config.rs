@@ -140,6 +140,9 @@ impl Default for LogConfig {
     }
 }
 
+/// The top-level keys of the configuration.
+const SECTIONS: [&str; 5] = ["node_id", "rtc", "api", "drain", "log"];
+
 /// Shortest accepted secret: 32 characters (~190 bits from a generator).
 pub const MIN_SECRET_LEN: usize = 32;
 
@@ -166,7 +169,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("RTCD_").split("__"));
+        // Only the sections are configuration: RTCD_CONFIG names the file,
+        // and other RTCD_* variables (test switches) are not keys.
+        fig = fig.merge(Env::prefixed("RTCD_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            let top = key.split("__").next().unwrap_or("");
+            let top = top.split('.').next().unwrap_or("");
+            SECTIONS.contains(&top)
+        }));
         let mut errors = Vec::new();
         fn section<T: serde::de::DeserializeOwned + Default>(
             fig: &Figment,
@@ -187,7 +197,7 @@ impl Config {
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
-                if !["node_id", "rtc", "api", "drain", "log"].contains(&key.as_str()) {
+                if !SECTIONS.contains(&key.as_str()) {
                     errors.push(format!("unknown section or key {key:?}"));
                 }
             }

@@ -138,8 +138,11 @@ async fn session(node: Arc<Node>, socket: WebSocket) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
                     Some(Ok(Message::Close(_))) | None => break,
                     Some(Err(e)) => {
-                        // Oversized messages end here: axum refuses them.
-                        node.rejections.oversized.fetch_add(1, Ordering::Relaxed);
+                        // A message over the limit ends the connection here; a
+                        // control node that merely went away is not a rejection.
+                        if is_too_large(&e) {
+                            node.rejections.oversized.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::warn!(control = %node_id, error = %e, "control connection failed");
                         break;
                     }
@@ -161,4 +164,21 @@ async fn session(node: Arc<Node>, socket: WebSocket) {
     }
     node.unregister_conn(conn);
     tracing::info!(control = %node_id, "control node disconnected");
+}
+
+/// Whether a WebSocket read failed because a message or frame exceeded the
+/// configured limit (the WebSocket library reports it as a capacity error).
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text.contains("Space limit exceeded")
+            || text.contains("too long")
+            || text.contains("too big")
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

@@ -201,6 +201,8 @@ fn run(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         let deadline = config.drain_deadline();
+        // Listen before starting, so a SIGTERM during start-up still drains.
+        let signal = signals();
         let rtcd = match Rtcd::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -208,7 +210,7 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        signal.await;
         let left = rtcd.drain(deadline).await;
         if left > 0 {
             tracing::warn!(
@@ -222,12 +224,16 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// the first signal.
+fn signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
     }
 }

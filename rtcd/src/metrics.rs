@@ -4,8 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, proto,
 };
 use rtcd_core::{DropReason, MediaClass};
 
@@ -23,18 +22,35 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, h: &rtcd_core::Histogram) {
-    // Rebuild the histogram from the merged buckets: observe each bucket's
-    // upper bound as often as it was hit, so counts and buckets are exact
-    // and the sum is taken from the source.
-    let hist = Histogram::with_opts(HistogramOpts::new(name, help).buckets(h.bounds.to_vec()))
-        .expect("valid metric");
-    for (bound, n) in h.bounds.iter().zip(&h.counts) {
-        for _ in 0..*n {
-            hist.observe(*bound);
-        }
-    }
-    r.register(Box::new(hist)).expect("unique metric");
+/// A histogram family straight from merged bucket counts: cumulative
+/// buckets, and the true sum and count (observations above the last bound
+/// count only towards +Inf).
+fn histogram(name: &str, help: &str, h: &rtcd_core::Histogram) -> proto::MetricFamily {
+    let mut cumulative = 0;
+    let buckets = h
+        .bounds
+        .iter()
+        .zip(&h.counts)
+        .map(|(bound, n)| {
+            cumulative += n;
+            let mut b = proto::Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            b
+        })
+        .collect();
+    let mut hist = proto::Histogram::default();
+    hist.set_sample_count(h.count);
+    hist.set_sample_sum(h.sum);
+    hist.set_bucket(buckets);
+    let mut m = proto::Metric::default();
+    m.set_histogram(hist);
+    let mut f = proto::MetricFamily::default();
+    f.set_name(format!("rtcd_{name}"));
+    f.set_help(help.into());
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
 }
 
 pub fn render(node: &Node) -> String {
@@ -136,19 +152,6 @@ pub fn render(node: &Node) -> String {
         .inc_by(total.sessions_closed);
     sess.with_label_values(&["failed"])
         .inc_by(total.session_failures);
-    histogram(&r, "rtt_seconds", "Round-trip time to peers.", &total.rtt);
-    histogram(
-        &r,
-        "loss_ratio",
-        "Fraction of packets lost from publishers.",
-        &total.loss,
-    );
-    histogram(
-        &r,
-        "jitter_seconds",
-        "Interarrival jitter of published streams.",
-        &total.jitter,
-    );
 
     let rej = counter(
         &r,
@@ -235,9 +238,25 @@ pub fn render(node: &Node) -> String {
         .set(rss as i64);
     }
 
+    let mut families = r.gather();
+    families.push(histogram(
+        "rtt_seconds",
+        "Round-trip time to peers.",
+        &total.rtt,
+    ));
+    families.push(histogram(
+        "loss_ratio",
+        "Fraction of packets lost from publishers.",
+        &total.loss,
+    ));
+    families.push(histogram(
+        "jitter_seconds",
+        "Interarrival jitter of published streams.",
+        &total.jitter,
+    ));
     let mut out = Vec::new();
     TextEncoder::new()
-        .encode(&r.gather(), &mut out)
+        .encode(&families, &mut out)
         .expect("text encoding cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
 }
@@ -248,4 +267,33 @@ fn resident_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * page.max(4096) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_keep_their_true_sum_count_and_overflow() {
+        let mut h = rtcd_core::Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 0.7, 9.0] {
+            h.observe(v);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&[histogram("x_seconds", "x", &h)], &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("rtcd_x_seconds_bucket{le=\"0.1\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("rtcd_x_seconds_bucket{le=\"1\"} 3"), "{text}");
+        assert!(
+            text.contains("rtcd_x_seconds_bucket{le=\"+Inf\"} 4"),
+            "{text}"
+        );
+        assert!(text.contains("rtcd_x_seconds_sum 10.25"), "{text}");
+        assert!(text.contains("rtcd_x_seconds_count 4"), "{text}");
+    }
 }

@@ -191,6 +191,18 @@ impl Node {
                     request,
                     ..
                 } => match p.calls.get(call_id).copied() {
+                    // Session ids are unique per node, not just per worker.
+                    Some(_) if p.sessions.contains_key(session_id) => {
+                        return Err(RtcdError {
+                            request: *request,
+                            ..err(
+                                ErrorCode::Conflict,
+                                format!("session {session_id} is already in use"),
+                                Some(call_id),
+                                Some(session_id),
+                            )
+                        });
+                    }
                     Some(w) => {
                         p.sessions
                             .insert(session_id.clone(), (w, Some(conn), call_id.clone()));

@@ -284,9 +284,15 @@ async fn patch(
     let Ok(frag) = std::str::from_utf8(&body) else {
         return bad_request(&node, StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
+    // Every trickle fragment carries the client's ICE credentials (RFC 8840);
+    // only `If-Match: *` marks an ICE restart (RFC 9725 §4.3.2), which rtcd
+    // does not do over PATCH.
+    let restart = headers
+        .get(header::IF_MATCH)
+        .is_some_and(|v| v.as_bytes() == b"*");
     let mut candidates = Vec::new();
     for line in frag.lines().map(str::trim) {
-        if line.starts_with("a=ice-ufrag:") || line.starts_with("a=ice-pwd:") {
+        if restart && line.starts_with("a=ice-ufrag:") {
             return bad_request(
                 &node,
                 StatusCode::UNPROCESSABLE_ENTITY,

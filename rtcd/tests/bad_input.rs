@@ -344,8 +344,6 @@ async fn bad_control_input_is_refused_counted_and_harmless() {
 /// A control node whose TCP connection simply drops (crash, network cut)
 /// is not an oversized message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rtcd bug: control_api.rs counts every WebSocket read error (here a reset \
-            without closing handshake) as rejected_total{reason=\"oversized\"}"]
 async fn a_vanished_control_node_is_not_counted_as_oversized() {
     let rtcd = start(config(1)).await;
     let api = rtcd.api_addr;

@@ -71,9 +71,6 @@ fn check_config_accepts_a_file_given_with_c() {
 
 /// `--help` documents RTCD_CONFIG as the environment form of `--config`.
 #[test]
-#[ignore = "rtcd bug: figment reads every RTCD_* variable as a config key, so \
-            RTCD_CONFIG (clap's env for --config) fails with \
-            'unknown section or key \"config\"' and exit 64"]
 fn the_documented_rtcd_config_variable_names_the_file() {
     let path = config_file("env");
     let env = vec![("RTCD_CONFIG".to_string(), path.display().to_string())];

@@ -95,10 +95,6 @@ async fn calls_are_created_ended_and_refused_with_the_request_number() {
 /// and must leave the existing session where it is: control can still
 /// mute it, and the mute is enforced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rtcd bug: node.rs AddSession never checks that the session id is free on \
-            the node; the core checks only its own worker, so an AddSession for a call \
-            on another worker creates a second 'alice' there and re-points placement to \
-            it, and the first alice can no longer be muted or removed"]
 async fn a_conflicting_add_session_leaves_the_existing_session_reachable() {
     use common::{Client, publish, running_call};
     use str0m::media::MediaKind;

@@ -317,8 +317,6 @@ async fn a_malformed_whip_offer_is_a_bad_request_and_leaves_no_call() {
 /// clients sending them with every trickle PATCH; only *new* credentials
 /// (with `If-Match: *`) mean an ICE restart. Such a PATCH must be taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rtcd bug: whip.rs refuses every sdpfrag that contains a=ice-ufrag/a=ice-pwd \
-            with 422, so standard trickle PATCHes from WHIP clients fail"]
 async fn a_standard_trickle_patch_with_the_current_credentials_is_accepted() {
     let rtcd = start(config(1)).await;
     let api = rtcd.api_addr;

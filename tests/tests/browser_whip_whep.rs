@@ -50,15 +50,6 @@ const PLAYER_DELAY_MS: u64 = 3000;
 
 type TestFn = fn(&Arc<Runtime>) -> Result<(), Failed>;
 
-/// KNOWN RTCD BUG, found by `rtcd_whip_whep_trickle_patch`. The test stays
-/// strict and is ignored (not weakened) until rtcd is fixed; then drop its
-/// `Some(KNOWN_BUG_PATCH_422)` in `main`.
-const KNOWN_BUG_PATCH_422: &str = "rtcd/src/whip.rs (fn patch) answers 422 \"ICE restart over \
-     PATCH is not supported\" to every trickle PATCH that carries a=ice-ufrag/a=ice-pwd, which \
-     RFC 8840 and RFC 9725 section 4.3.1 make part of every trickle-ice-sdpfrag (Chromium's and \
-     other standard WHIP/WHEP clients send them); only credentials that differ from the \
-     session's mean an ICE restart";
-
 fn main() {
     // First, while the process has one thread: the runtime, rtcd, node and
     // Chromium all start afterwards, inside the namespace.
@@ -108,12 +99,7 @@ fn main() {
     // (name, test, needs a firewall tool, known rtcd bug that fails it)
     let tests: [(&str, TestFn, bool, Option<&str>); 5] = [
         ("rtcd_whip_whep_trickle_none", trickle_none, false, None),
-        (
-            "rtcd_whip_whep_trickle_patch",
-            trickle_patch,
-            false,
-            Some(KNOWN_BUG_PATCH_422),
-        ),
+        ("rtcd_whip_whep_trickle_patch", trickle_patch, false, None),
         (
             "rtcd_whip_whep_offer_without_candidates",
             trickle_omit,
