@@ -178,7 +178,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("ENCLAVE_").split("__"));
+        // Only configuration sections come from ENCLAVE_* variables: the
+        // test and setup switches (ENCLAVE_REQUIRE_BROWSER, ENCLAVE_TEST_S3_*,
+        // …) share the prefix but are not keys.
+        fig = fig.merge(Env::prefixed("ENCLAVE_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            let top = key.split("__").next().unwrap_or("");
+            SECTIONS.contains(&top.split('.').next().unwrap_or(""))
+        }));
         Self::from_figment(&fig)
     }
 
