@@ -10,7 +10,7 @@ const W: f64 = 900.0;
 const PANEL_H: f64 = 220.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 62.0;
 const GAP: f64 = 60.0;
 
 struct Panel {

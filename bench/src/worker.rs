@@ -232,7 +232,9 @@ pub fn spawn(
         libc::EPOLLIN as u32,
     )?;
     let (tx, rx) = std::sync::mpsc::channel();
+    // No window until the orchestrator opens one: setup traffic never counts.
     let shared = Arc::new(Shared {
+        window_start: AtomicU64::new(u64::MAX),
         window_end: AtomicU64::new(u64::MAX),
         ..Default::default()
     });
@@ -298,7 +300,7 @@ impl Ctx {
             delay_video: delay_histogram(),
             interval: delay_histogram(),
             timer_late_us: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"),
-            win_start: 0,
+            win_start: u64::MAX,
             win_end: u64::MAX,
             rx_packets: 0,
             rx_bytes: 0,
@@ -866,13 +868,14 @@ impl Client {
         };
         let seq = u16::from_be_bytes([buf[2], buf[3]]);
         let diff = seq.wrapping_sub(l.last_seq) as i16;
-        l.ext = l.ext.wrapping_add_signed(i64::from(diff));
+        let ext = l.ext.wrapping_add_signed(i64::from(diff));
         if diff > 0 {
             l.last_seq = seq;
+            l.ext = ext;
         }
-        l.all.observe(l.ext);
+        l.all.observe(ext);
         if ctx.in_window(ns_since_epoch(now)) {
-            l.window.observe(l.ext);
+            l.window.observe(ext);
         }
         true
     }
