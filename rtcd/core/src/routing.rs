@@ -229,6 +229,10 @@ impl Sfu {
                     .ext_vals(ext)
                     .nackable(class == MediaClass::Video),
             );
+            // str0m releases a written packet on its next timeout; give it
+            // that now so the packet leaves with this batch instead of after
+            // a trip through the timer heap.
+            let _ = sub.rtc.handle_input(str0m::Input::Timeout(now));
             self.stats.forwarded_packets[class as usize] += 1;
             self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
             self.drain(now, sub_key);
@@ -278,18 +282,49 @@ impl Sfu {
             // Nothing received yet: the first keyframe comes on its own.
             return;
         };
-        if l.last_keyframe_request
-            .is_some_and(|at| now.saturating_duration_since(at) < interval)
+        if let Some(at) = l.last_keyframe_request
+            && now.saturating_duration_since(at) < interval
         {
+            // Coalesce: one request goes out when the interval ends, so a
+            // subscriber asking just after another still gets its keyframe.
             self.stats.keyframe_requests_suppressed += 1;
+            l.keyframe_pending = Some(kind);
+            self.schedule_wake(publisher, at + interval);
             return;
         }
+        l.keyframe_pending = None;
         l.last_keyframe_request = Some(now);
         let rid = l.rid;
         if let Some(rx) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             rx.request_keyframe(kind);
             self.stats.keyframe_requests_forwarded += 1;
             self.drain(now, publisher);
+        }
+    }
+
+    /// Sends the keyframe requests of `publisher` that waited for their
+    /// interval to pass.
+    pub(crate) fn flush_keyframe_requests(&mut self, now: Instant, publisher: SessionKey) {
+        let Some(p) = self.sessions.get(&publisher) else {
+            return;
+        };
+        let interval = self.config.keyframe_request_interval;
+        let due: Vec<(usize, usize, KeyframeRequestKind)> = p
+            .inputs
+            .iter()
+            .enumerate()
+            .flat_map(|(ti, t)| {
+                t.layers.iter().enumerate().filter_map(move |(li, l)| {
+                    let kind = l.keyframe_pending?;
+                    let ready = l
+                        .last_keyframe_request
+                        .is_none_or(|at| now.saturating_duration_since(at) >= interval);
+                    ready.then_some((ti, li, kind))
+                })
+            })
+            .collect();
+        for (track, layer, kind) in due {
+            self.request_keyframe(now, publisher, track, layer, kind);
         }
     }
 

@@ -47,6 +47,8 @@ pub(crate) struct Layer {
     /// Bits per second over the last full window; 0 until measured.
     pub bitrate: u64,
     pub last_keyframe_request: Option<Instant>,
+    /// A request that arrived within the interval, sent when it ends.
+    pub keyframe_pending: Option<str0m::media::KeyframeRequestKind>,
 }
 
 const BITRATE_WINDOW: Duration = Duration::from_secs(1);
@@ -60,6 +62,7 @@ impl Layer {
             window_bytes: 0,
             bitrate: 0,
             last_keyframe_request: None,
+            keyframe_pending: None,
         }
     }
 

@@ -228,6 +228,13 @@ impl Sfu {
             .unwrap_or_default()
     }
 
+    /// Makes sure a session is woken no later than `at`.
+    pub(crate) fn schedule_wake(&mut self, key: SessionKey, at: Instant) {
+        if let Some(s) = self.sessions.get_mut(&key) {
+            self.timers.schedule(key, at, &mut s.scheduled);
+        }
+    }
+
     pub(crate) fn register_ufrag(&mut self, ufrag: String, key: SessionKey) {
         self.demux.add_session(ufrag, key);
     }
@@ -817,6 +824,7 @@ impl Sfu {
                 speaking,
             });
         }
+        self.flush_keyframe_requests(now, key);
         let Some(s) = self.sessions.get(&key) else {
             return;
         };
@@ -867,6 +875,14 @@ impl Sfu {
                     };
                     if let Some(c) = conn_deadline {
                         deadline = deadline.min(c);
+                    }
+                    let interval = self.config.keyframe_request_interval;
+                    for l in s.inputs.iter().flat_map(|t| &t.layers) {
+                        if l.keyframe_pending.is_some()
+                            && let Some(at) = l.last_keyframe_request
+                        {
+                            deadline = deadline.min(at + interval);
+                        }
                     }
                     self.timers
                         .schedule(key, deadline.max(now), &mut s.scheduled);

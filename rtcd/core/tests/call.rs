@@ -527,3 +527,41 @@ fn a_session_that_loses_connectivity_briefly_recovers() {
     publish(&mut net, 0, 5, 800);
     assert!(net.received_payloads(1, MediaKind::Audio).len() >= 5);
 }
+
+#[test]
+fn keyframe_requests_within_the_interval_are_coalesced_not_lost() {
+    let mut net = call_with_two_listeners();
+    publish(&mut net, 0, 3, 40);
+    // Let the keyframe requests of joining settle past the interval.
+    net.advance(Duration::from_secs(1));
+    let before = net.clients[0].keyframe_requests;
+    let pli = |net: &mut Net, ci: usize| {
+        let ssrc = net.clients[ci]
+            .received
+            .iter()
+            .find(|p| p.payload.len() > 5)
+            .map(|p| p.header.ssrc)
+            .expect("receives video");
+        let c = &mut net.clients[ci];
+        c.rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .expect("a receive stream")
+            .request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        net.advance(Duration::from_millis(5));
+    };
+    pli(&mut net, 1);
+    net.advance(Duration::from_millis(100));
+    pli(&mut net, 2);
+    assert_eq!(
+        net.clients[0].keyframe_requests,
+        before + 1,
+        "the first goes at once"
+    );
+    net.advance(Duration::from_millis(600));
+    assert_eq!(
+        net.clients[0].keyframe_requests,
+        before + 2,
+        "the second goes when the interval ends, not never"
+    );
+}

@@ -32,6 +32,8 @@ pub struct Client {
     /// Packets that would go to this client are dropped while this says so.
     pub offline: bool,
     pub send_mids: Vec<(MediaKind, Mid)>,
+    /// Keyframe requests (PLI/FIR) this client received as a publisher.
+    pub keyframe_requests: usize,
 }
 
 /// Decides the fate of each SFU → client datagram (client index, bytes).
@@ -134,6 +136,7 @@ impl Net {
             pending: Some(pending),
             offline: false,
             send_mids,
+            keyframe_requests: 0,
         });
         self.sfu.handle_command(
             self.now,
@@ -257,6 +260,7 @@ impl Net {
                     match e {
                         Event::Connected => c.connected = true,
                         Event::RtpPacket(p) => c.received.push(p),
+                        Event::KeyframeRequest(_) => c.keyframe_requests += 1,
                         Event::MediaAdded(m) => {
                             c.received_mids.insert(m.mid, m.kind);
                         }
