@@ -32,6 +32,9 @@ const WAKER: Token = Token(1);
 /// Longest sleep, so snapshots stay fresh on an idle node.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
+/// Receive batches handled before the worker turns to its mailbox and
+/// timers (each batch is up to `rtcd_udp::RECV_BATCH` datagrams).
+const MAX_BATCHES_PER_TURN: usize = 8;
 /// Mailbox capacity; a full mailbox drops steered datagrams (counted) and
 /// refuses commands with a clear error rather than growing without bound.
 pub const MAILBOX: usize = 16_384;
@@ -183,6 +186,8 @@ impl Worker {
         let mut last_snapshot = clock::now();
         let mut cpu_at_snapshot = clock::thread_cpu();
         let mut stopping = false;
+        // Set when the last turn stopped reading with datagrams still queued.
+        let mut backlog = false;
         loop {
             let now = clock::now();
             let sleep = self
@@ -190,6 +195,7 @@ impl Worker {
                 .poll_timeout()
                 .map_or(MAX_SLEEP, |t| t.saturating_duration_since(now))
                 .min(MAX_SLEEP);
+            let sleep = if backlog { Duration::ZERO } else { sleep };
             if let Err(e) = self.poll.poll(&mut events, Some(sleep))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
@@ -198,7 +204,14 @@ impl Worker {
             }
             // Receive in batches, answering each batch before the next so
             // that forwarding adds no more delay than one batch.
-            loop {
+            backlog = false;
+            for turn in 0.. {
+                if turn == MAX_BATCHES_PER_TURN {
+                    // Leave the rest for the next turn so that control
+                    // messages, timers and snapshots are not starved.
+                    backlog = true;
+                    break;
+                }
                 let now = clock::now();
                 let mut got = 0;
                 let sfu = &mut self.sfu;
