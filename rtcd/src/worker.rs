@@ -248,6 +248,7 @@ impl Worker {
                         }
                     }
                 });
+                self.sfu.flush(now);
                 self.steered_out += steered;
                 self.mailbox_full += full;
                 if let Err(e) = r {
@@ -264,6 +265,7 @@ impl Worker {
                     self.sfu.close_all(clock::now(), CloseReason::Drained);
                 } else {
                     self.handle_msg(msg);
+                    self.sfu.flush(clock::now());
                 }
                 self.flush_outputs(&mut queue);
             }

@@ -229,13 +229,14 @@ impl Sfu {
                     .ext_vals(ext)
                     .nackable(class == MediaClass::Video),
             );
-            // str0m releases a written packet on its next timeout; give it
-            // that now so the packet leaves with this batch instead of after
-            // a trip through the timer heap.
-            let _ = sub.rtc.handle_input(str0m::Input::Timeout(now));
             self.stats.forwarded_packets[class as usize] += 1;
             self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
-            self.drain(now, sub_key);
+            // str0m releases written packets on its next timeout: `flush`
+            // gives each touched subscriber one per batch of input.
+            if !sub.touched {
+                sub.touched = true;
+                self.touched.push(sub_key);
+            }
         }
         self.fanout_scratch = subscribers;
     }

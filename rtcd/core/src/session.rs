@@ -192,6 +192,8 @@ pub(crate) struct Session {
     /// The earliest entry this session has in the timer heap.
     pub scheduled: Option<Instant>,
     pub closed: bool,
+    /// Has packets written since the last [`crate::Sfu::flush`].
+    pub touched: bool,
 }
 
 impl Session {

@@ -165,6 +165,8 @@ pub struct Sfu {
     pub(crate) actions: VecDeque<Action>,
     next_key: SessionKey,
     pub(crate) stats: CoreStats,
+    /// Subscribers written to since the last `flush`.
+    pub(crate) touched: Vec<SessionKey>,
     /// Subscriber list of the packet being forwarded, kept to reuse its memory.
     pub(crate) fanout_scratch: Vec<(SessionKey, str0m::media::Mid)>,
 }
@@ -183,6 +185,7 @@ impl Sfu {
             next_key: 1,
             stats: CoreStats::default(),
             fanout_scratch: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -344,6 +347,7 @@ impl Sfu {
             }));
         }
         self.run_actions(now);
+        self.flush(now);
     }
 
     fn with_session(
@@ -516,6 +520,7 @@ impl Sfu {
                 rtc_deadline: now,
                 scheduled: None,
                 closed: false,
+                touched: false,
             },
         );
         self.by_id.insert(session_id, key);
@@ -794,6 +799,36 @@ impl Sfu {
 
     // ---------------------------------------------------------------- time
 
+    /// Sends what forwarding wrote to subscribers since the last flush.
+    ///
+    /// str0m releases a packet written to a session only when it is next
+    /// given the time, so the driver calls this after each batch of
+    /// datagrams: one timeout per touched subscriber per batch rather than
+    /// one per forwarded packet. [`Sfu::handle_timeout`] and
+    /// [`Sfu::handle_command`] flush too.
+    pub fn flush(&mut self, now: Instant) {
+        while !self.touched.is_empty() {
+            let touched = std::mem::take(&mut self.touched);
+            for key in &touched {
+                let Some(s) = self.sessions.get_mut(key) else {
+                    continue;
+                };
+                s.touched = false;
+                if s.rtc.handle_input(Input::Timeout(now)).is_err() {
+                    self.close_session(now, *key, CloseReason::Failed);
+                    continue;
+                }
+                self.drain(now, *key);
+            }
+            self.run_actions(now);
+            // Reuse the allocation unless draining touched more sessions.
+            if self.touched.is_empty() {
+                self.touched = touched;
+                self.touched.clear();
+            }
+        }
+    }
+
     /// Wakes the sessions whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, key)) = self.timers.pop_due(now) {
@@ -807,6 +842,7 @@ impl Sfu {
             self.wake(now, key);
         }
         self.run_actions(now);
+        self.flush(now);
     }
 
     fn wake(&mut self, now: Instant, key: SessionKey) {

@@ -158,6 +158,7 @@ impl Net {
     pub fn pump(&mut self) {
         for _ in 0..10_000 {
             let mut moved = false;
+            self.sfu.flush(self.now);
             while let Some(out) = self.sfu.poll_output() {
                 moved = true;
                 match out {
