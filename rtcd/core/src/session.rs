@@ -191,7 +191,6 @@ pub(crate) struct Session {
     pub rtc_deadline: Instant,
     /// The earliest entry this session has in the timer heap.
     pub scheduled: Option<Instant>,
-    pub closed: bool,
     /// Has packets written since the last [`crate::Sfu::flush`].
     pub touched: bool,
 }

@@ -519,7 +519,6 @@ impl Sfu {
                 egress_nacks: HashMap::new(),
                 rtc_deadline: now,
                 scheduled: None,
-                closed: false,
                 touched: false,
             },
         );
@@ -577,23 +576,10 @@ impl Sfu {
         Ok(())
     }
 
-    /// Forgets a session nobody outside the core ever learned of.
-    fn discard_session(&mut self, key: SessionKey) {
-        if let Some(s) = self.sessions.remove(&key) {
-            self.by_id.remove(&s.id);
-            self.demux.remove_ufrag(&s.ufrag);
-            if let Some(call) = self.calls.get_mut(&s.call) {
-                call.sessions.retain(|k| *k != key);
-            }
-            self.stats.sessions = self.sessions.len() as u64;
-        }
-    }
-
-    pub(crate) fn close_session(&mut self, _now: Instant, key: SessionKey, reason: CloseReason) {
-        let Some(mut s) = self.sessions.remove(&key) else {
-            return;
-        };
-        s.closed = true;
+    /// Removes a session and every route to it (ids, ufrags, addresses,
+    /// call membership).
+    fn unroute_session(&mut self, key: SessionKey) -> Option<Session> {
+        let s = self.sessions.remove(&key)?;
         self.by_id.remove(&s.id);
         for u in &s.ufrags {
             self.demux.remove_ufrag(u);
@@ -604,6 +590,19 @@ impl Sfu {
         if let Some(call) = self.calls.get_mut(&s.call) {
             call.sessions.retain(|k| *k != key);
         }
+        self.stats.sessions = self.sessions.len() as u64;
+        Some(s)
+    }
+
+    /// Forgets a session nobody outside the core ever learned of.
+    fn discard_session(&mut self, key: SessionKey) {
+        self.unroute_session(key);
+    }
+
+    pub(crate) fn close_session(&mut self, _now: Instant, key: SessionKey, reason: CloseReason) {
+        let Some(mut s) = self.unroute_session(key) else {
+            return;
+        };
         // Its subscribers lose the tracks; rtcd offers them the change.
         for track in &s.inputs {
             for (sub, mid) in &track.subscribers {
@@ -630,7 +629,6 @@ impl Sfu {
         if reason == CloseReason::Failed {
             self.stats.session_failures += 1;
         }
-        self.stats.sessions = self.sessions.len() as u64;
         self.emit(FromRtcd::SessionState {
             session_id: s.id.clone(),
             state: SessionState::Closed { reason },
