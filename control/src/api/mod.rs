@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod channels;
 pub mod json;
+pub mod openapi;
 pub mod ops;
 pub mod posts;
 pub mod teams;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/posts/{id}/pin", put(posts::pin).delete(posts::unpin))
         .route("/websocket", get(crate::ws::socket::upgrade))
+        .route("/openapi.json", get(openapi::document))
         .fallback(ops::not_found);
     Router::new()
         .nest("/api/v1", api)
