@@ -19,6 +19,42 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub events: EventsConfig,
     pub log: LogConfig,
+    pub integrations: IntegrationsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegrationsConfig {
+    /// Hosts outgoing webhooks may call: `host` (any port) or `host:port`.
+    /// Empty (the default) allows none, so a hook cannot reach hosts inside
+    /// the operator's network unless the operator names them.
+    pub allowed_hosts: Vec<String>,
+    /// Largest body `POST /hooks/{secret}` accepts.
+    pub max_payload_bytes: usize,
+    /// Posts per incoming webhook per minute, on each node.
+    pub incoming_rate_per_minute: u32,
+    /// How long an outgoing delivery may take.
+    pub timeout_ms: u64,
+    /// Attempts per delivery before it is given up.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each retry waits twice as long.
+    pub retry_base_ms: u64,
+    /// How often a node looks for due deliveries besides being woken.
+    pub poll_ms: u64,
+}
+
+impl Default for IntegrationsConfig {
+    fn default() -> Self {
+        IntegrationsConfig {
+            allowed_hosts: Vec::new(),
+            max_payload_bytes: 64 << 10,
+            incoming_rate_per_minute: 60,
+            timeout_ms: 5000,
+            max_attempts: 5,
+            retry_base_ms: 5000,
+            poll_ms: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,7 +198,15 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 6] = ["server", "database", "auth", "limits", "events", "log"];
+const SECTIONS: [&str; 7] = [
+    "server",
+    "database",
+    "auth",
+    "limits",
+    "events",
+    "log",
+    "integrations",
+];
 
 impl Config {
     /// Loads defaults ← file (if given) ← environment, then validates.
@@ -210,6 +254,7 @@ impl Config {
             limits: section(fig, "limits", &mut errors),
             events: section(fig, "events", &mut errors),
             log: section(fig, "log", &mut errors),
+            integrations: section(fig, "integrations", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
@@ -272,6 +317,17 @@ impl Config {
         }
         if self.events.retention_secs < self.events.replay_window_secs {
             errors.push("events.retention_secs must be at least events.replay_window_secs".into());
+        }
+        let i = &self.integrations;
+        if i.max_payload_bytes == 0 || i.max_payload_bytes > self.limits.max_body_bytes {
+            errors.push("integrations.max_payload_bytes must be 1 to limits.max_body_bytes".into());
+        }
+        if i.incoming_rate_per_minute == 0 {
+            errors.push("integrations.incoming_rate_per_minute must be at least 1".into());
+        }
+        if i.timeout_ms == 0 || i.max_attempts == 0 || i.poll_ms == 0 {
+            errors
+                .push("integrations.timeout_ms, max_attempts and poll_ms must be positive".into());
         }
         if self.events.socket_queue < 16 {
             errors.push("events.socket_queue must be at least 16".into());

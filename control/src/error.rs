@@ -44,6 +44,9 @@ pub enum AppError {
     Unavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// Input refused for a reason with its own code (400).
+    #[error("{1}")]
+    Invalid(&'static str, String),
 }
 
 #[derive(Serialize)]
@@ -61,7 +64,9 @@ impl AppError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::BadRequest(_) | AppError::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::InvalidJson(_) | AppError::Invalid(..) => {
+                StatusCode::BAD_REQUEST
+            }
             AppError::Unauthenticated | AppError::InvalidCredentials => StatusCode::UNAUTHORIZED,
             AppError::Csrf | AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -92,6 +97,7 @@ impl AppError {
             AppError::RateLimited(_) => "rate_limited",
             AppError::Unavailable => "unavailable",
             AppError::Internal(_) => "internal",
+            AppError::Invalid(code, _) => code,
         }
     }
 }

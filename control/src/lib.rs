@@ -25,6 +25,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod oidc;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub login_limiter: Arc<RateLimiter>,
     pub bus: Arc<dyn EventBus>,
     pub hub: Arc<Hub>,
+    /// Wakes this node's outgoing-webhook worker ([`delivery::run`]).
+    pub deliveries: Arc<delivery::Wake>,
+    /// Posts per incoming webhook per minute, on this node.
+    pub hook_limiter: Arc<RateLimiter>,
     draining: Arc<AtomicBool>,
 }
 
@@ -64,6 +69,9 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let login_limiter = Arc::new(RateLimiter::per_minute(config.auth.login_rate_per_minute));
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let hook_limiter = Arc::new(RateLimiter::per_minute(
+            config.integrations.incoming_rate_per_minute,
+        ));
         AppState {
             config: Arc::new(config),
             db,
@@ -72,6 +80,8 @@ impl AppState {
             login_limiter,
             bus,
             hub,
+            deliveries: delivery::Wake::new(),
+            hook_limiter,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -114,6 +124,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     use std::future::IntoFuture as _;
     let dispatcher = state.start();
+    let deliveries = tokio::spawn(delivery::run(state.clone()));
     let drain = Duration::from_secs(state.config.server.drain_secs);
     let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -136,5 +147,6 @@ pub async fn run(
         },
     };
     dispatcher.abort();
+    deliveries.abort();
     result.unwrap_or(Ok(()))
 }

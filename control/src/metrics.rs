@@ -22,6 +22,8 @@ pub struct Metrics {
     pub ws_connections: IntGauge,
     pub events_sent: IntCounterVec,
     pub events_dropped: IntCounterVec,
+    /// Outgoing webhook attempts by outcome: ok, retry, failed (given up).
+    pub webhook_deliveries: IntCounterVec,
     db_pool_size: IntGauge,
     db_pool_idle: IntGauge,
 }
@@ -84,7 +86,13 @@ impl Metrics {
             "Events dropped for slow sockets, by kind.",
             &["kind"],
         );
+        let webhook_deliveries = counter(
+            "webhook_deliveries_total",
+            "Outgoing webhook delivery attempts by outcome (ok, retry, failed).",
+            &["outcome"],
+        );
         Metrics {
+            webhook_deliveries,
             http_requests,
             http_seconds,
             logins,

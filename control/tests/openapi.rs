@@ -287,9 +287,13 @@ fn every_error_code_is_documented() {
     let mut used = BTreeSet::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (i, _) in text.match_indices("Conflict(\"") {
-            let rest = &text[i + "Conflict(\"".len()..];
-            used.insert(rest[..rest.find('"').unwrap()].to_owned());
+        for pat in ["Conflict(\"", "Invalid(\"", "Invalid(\n"] {
+            for (i, _) in text.match_indices(pat) {
+                let rest = text[i + pat.len()..].trim_start().trim_start_matches('"');
+                if let Some(end) = rest.find('"') {
+                    used.insert(rest[..end].to_owned());
+                }
+            }
         }
         if f.ends_with("error.rs") {
             // The arms of `AppError::code`: `AppError::X(..) => "code",`.

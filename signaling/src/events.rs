@@ -226,6 +226,15 @@ pub struct Post {
     pub pinned: bool,
     #[serde(default)]
     pub reply_count: i64,
+    /// Posted by a bot account or an integration (webhook), not a person.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_bot: bool,
+    /// The name an integration asked to show instead of its owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_username: Option<String>,
+    /// The icon (an http or https URL) an integration asked to show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_icon_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,6 +48,9 @@ fn post() -> Post {
         deleted: false,
         pinned: true,
         reply_count: 0,
+        from_bot: false,
+        override_username: None,
+        override_icon_url: None,
     }
 }
 

@@ -4,13 +4,16 @@
 
 pub mod access;
 pub mod auth;
+pub mod bots;
 pub mod channels;
+pub mod hooks;
 pub mod json;
 pub mod openapi;
 pub mod ops;
 pub mod posts;
 pub mod teams;
 pub mod users;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -78,12 +81,40 @@ pub fn router(state: AppState) -> Router {
         .route("/posts/{id}/pin", put(posts::pin).delete(posts::unpin))
         .route("/websocket", get(crate::ws::socket::upgrade))
         .route("/openapi.json", get(openapi::document))
+        .route("/bots", get(bots::list).post(bots::create))
+        .route("/bots/{id}", get(bots::get))
+        .route("/bots/{id}/disable", post(bots::disable))
+        .route("/bots/{id}/enable", post(bots::enable))
+        .route("/bots/{id}/tokens", post(bots::create_token))
+        .route(
+            "/channels/{id}/incoming-webhooks",
+            get(webhooks::list_incoming).post(webhooks::create_incoming),
+        )
+        .route(
+            "/incoming-webhooks/{id}",
+            get(webhooks::get_incoming)
+                .put(webhooks::update_incoming)
+                .delete(webhooks::delete_incoming),
+        )
+        .route(
+            "/incoming-webhooks/{id}/secret",
+            post(webhooks::regenerate_secret),
+        )
+        .route(
+            "/teams/{id}/outgoing-webhooks",
+            get(webhooks::list_outgoing).post(webhooks::create_outgoing),
+        )
+        .route(
+            "/outgoing-webhooks/{id}",
+            get(webhooks::get_outgoing).delete(webhooks::delete_outgoing),
+        )
         .fallback(ops::not_found);
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/hooks/{secret}", post(hooks::incoming))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

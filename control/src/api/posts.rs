@@ -37,7 +37,7 @@ pub struct CreatePost {
     pub pending_id: Option<String>,
 }
 
-fn check_message(state: &AppState, message: &str) -> Result<(), AppError> {
+pub fn check_message(state: &AppState, message: &str) -> Result<(), AppError> {
     if message.trim().is_empty() {
         return Err(AppError::BadRequest("message is empty".into()));
     }
@@ -80,6 +80,7 @@ pub async fn create(
             root_id: req.root_id.as_deref(),
             message: &req.message,
             pending_id: req.pending_id.as_deref(),
+            ..Default::default()
         },
         &mentions,
         state.clock.now_ms(),
@@ -88,6 +89,7 @@ pub async fn create(
     match res {
         Ok(Created::New(p, _seq)) => {
             state.announce();
+            state.deliveries.notify();
             state.metrics.posts_created.inc();
             Ok(created(p))
         }

@@ -11,14 +11,18 @@
 //! `migrations/sqlite`, which are embedded in the binary.
 //!
 //! Query modules own one aggregate each: [`users`], [`sessions`],
-//! [`teams`], [`channels`], [`posts`], [`events`].
+//! [`teams`], [`channels`], [`posts`], [`events`], [`bots`], [`webhooks`]
+//! and the outgoing-webhook [`outbox`].
 
+pub mod bots;
 pub mod channels;
 pub mod events;
+pub mod outbox;
 pub mod posts;
 pub mod sessions;
 pub mod teams;
 pub mod users;
+pub mod webhooks;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -65,16 +69,30 @@ pub struct Db {
     pub url: String,
 }
 
-const PG_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        4,
+        "integrations",
+        include_str!("../../migrations/postgres/0004_integrations.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        4,
+        "integrations",
+        include_str!("../../migrations/sqlite/0004_integrations.sql"),
+    ),
+];
 
 impl Db {
     /// Connects (creating a SQLite file if the URL asks for `mode=rwc`) and

@@ -33,6 +33,9 @@ fn post(row: &AnyRow) -> DbResult<Post> {
         deleted,
         pinned: pinned != 0,
         reply_count: row.try_get("reply_count")?,
+        from_bot: row.try_get::<i64, _>("from_bot")? != 0,
+        override_username: row.try_get("override_username")?,
+        override_icon_url: row.try_get("override_icon_url")?,
     })
 }
 
@@ -80,17 +83,24 @@ pub fn parse_mentions(message: &str, max: usize) -> Mentions {
     m
 }
 
+#[derive(Debug, Clone, Default)]
 pub struct NewPost<'a> {
     pub channel_id: &'a str,
     pub user_id: &'a str,
     pub root_id: Option<&'a str>,
     pub message: &'a str,
     pub pending_id: Option<&'a str>,
+    /// Made by an incoming webhook or an outgoing webhook's answer (posts
+    /// by bot accounts are marked without it).
+    pub from_webhook: bool,
+    pub override_username: Option<&'a str>,
+    pub override_icon_url: Option<&'a str>,
 }
 
 async fn get_in(conn: &mut AnyConnection, id: &str) -> DbResult<Post> {
     let row = sqlx::query(
-        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
          FROM posts WHERE id = $1",
     )
     .bind(id)
@@ -108,7 +118,8 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Post> {
 
 async fn by_pending(db: &Db, user_id: &str, pending_id: &str) -> DbResult<Option<Post>> {
     sqlx::query(
-        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
          FROM posts WHERE user_id = $1 AND pending_id = $2",
     )
     .bind(user_id)
@@ -169,8 +180,11 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .await?
     .try_get("last_post_at")?;
     let res = sqlx::query(
-        "INSERT INTO posts (id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "INSERT INTO posts (id, channel_id, user_id, root_id, message, pending_id, created_at,
+             updated_at, from_bot, override_username, override_icon_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7,
+             CASE WHEN $8 = 1 OR EXISTS (SELECT 1 FROM bots WHERE user_id = $3) THEN 1 ELSE 0 END,
+             $9, $10)",
     )
     .bind(&id)
     .bind(new.channel_id)
@@ -179,6 +193,9 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .bind(new.message)
     .bind(new.pending_id)
     .bind(created_at)
+    .bind(i64::from(new.from_webhook))
+    .bind(new.override_username)
+    .bind(new.override_icon_url)
     .execute(&mut *tx)
     .await;
     match res {
@@ -242,6 +259,11 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
         now,
     )
     .await?;
+    // Posts by bots and webhooks fire no outgoing webhook: an answer
+    // must not trigger its own hook again.
+    if !p.from_bot {
+        super::webhooks::enqueue_matches(&mut tx, &p, now).await?;
+    }
     tx.commit().await?;
     Ok(Created::New(p, seq))
 }
@@ -370,7 +392,8 @@ pub async fn list(
     let rows = match before {
         None => {
             sqlx::query(
-                "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+                "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
                  FROM posts WHERE channel_id = $1 AND deleted_at IS NULL
                  ORDER BY created_at DESC, id DESC LIMIT $2",
             )
@@ -381,7 +404,8 @@ pub async fn list(
         }
         Some(b) => {
             sqlx::query(
-                "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+                "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
                  FROM posts WHERE channel_id = $1 AND deleted_at IS NULL
                    AND (created_at < $2 OR (created_at = $2 AND id < $3))
                  ORDER BY created_at DESC, id DESC LIMIT $4",
@@ -400,7 +424,8 @@ pub async fn list(
 /// A thread: its root, then the replies oldest first (deleted ones left out).
 pub async fn thread(db: &Db, root_id: &str) -> DbResult<Vec<Post>> {
     let rows = sqlx::query(
-        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
          FROM posts WHERE (id = $1 OR root_id = $1) AND (deleted_at IS NULL OR id = $1)
          ORDER BY CASE WHEN id = $1 THEN 0 ELSE 1 END, created_at, id",
     )
@@ -530,7 +555,8 @@ pub async fn set_pinned(db: &Db, p: &Post, pinned: bool, now: i64) -> DbResult<(
 
 pub async fn pinned(db: &Db, channel_id: &str) -> DbResult<Vec<Post>> {
     let rows = sqlx::query(
-        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count
+        "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
+                from_bot, override_username, override_icon_url
          FROM posts WHERE channel_id = $1 AND is_pinned = 1 AND deleted_at IS NULL
          ORDER BY created_at DESC, id DESC",
     )

@@ -21,7 +21,7 @@
 //! it on the callback) and [`OidcClient::complete_login`] with the callback's
 //! query parameters.
 
-mod http;
+pub mod http;
 mod state;
 
 use std::collections::HashMap;
