@@ -14,7 +14,10 @@
 //! Entry points: [`scenario::run`] for one scenario, the `bench` binary
 //! for the CLI.
 
+pub mod compare;
+pub mod janus;
 pub mod media;
+pub mod netns;
 pub mod payload;
 pub mod plot;
 pub mod procstat;

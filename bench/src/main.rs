@@ -4,6 +4,7 @@
 //! bench run --scenario large-call --participants 500 --duration 30
 //! bench run --quick                  # every scenario, small, < 2 minutes
 //! bench compare-self --scenario large-call --participants 300
+//! bench compare --scenario large-call-screen --participants 300   # rtcd vs Janus
 //! ```
 
 use std::io::Write as _;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::janus::server::JanusOptions;
 use bench::procstat;
 use bench::report::{MARKDOWN_HEADER, RunResult};
 use bench::scenario::{RunOptions, Scenario};
@@ -31,6 +33,10 @@ enum Command {
     /// Run a scenario against rtcd with its fast paths on and off
     /// (1 worker, 1 worker without batching, 2 workers) and print ratios.
     CompareSelf(RunArgs),
+    /// Run a scenario against Janus (Debian's package, VideoRoom plugin;
+    /// installed if missing) and then against rtcd, and print the ratios.
+    /// Needs root: both run in a private network namespace.
+    Compare(RunArgs),
 }
 
 #[derive(Args, Clone)]
@@ -105,6 +111,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+    // Before any thread exists: the namespace is entered per thread.
+    let janus = match &cli.command {
+        Command::Compare(_) => match prepare_janus() {
+            Ok(j) => Some(j),
+            Err(e) => {
+                eprintln!("bench: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,6 +135,15 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Run(a) => runtime.block_on(cmd_run(a, command_line)),
         Command::CompareSelf(a) => runtime.block_on(cmd_compare(a, command_line)),
+        Command::Compare(a) => runtime.block_on(async {
+            let janus = janus.expect("prepared above");
+            tokio::select! {
+                r = cmd_compare_janus(a, janus, command_line) => r,
+                // Dropping the run stops Janus and rtcd and removes Janus's
+                // configuration; the namespace goes with the process.
+                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            }
+        }),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -129,6 +155,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Janus installed (if need be, while the host's network is still ours),
+/// then this process moved into the namespace both SFUs run in.
+fn prepare_janus() -> anyhow::Result<JanusOptions> {
+    let janus = bench::janus::server::find_or_install()?;
+    bench::netns::enter()?;
+    Ok(janus)
+}
+
 struct Layout {
     sfu_cpus: Option<Vec<usize>>,
     gen_cpus: Vec<usize>,
@@ -138,14 +172,17 @@ struct Layout {
 /// rtcd gets the last `workers` CPUs, the generator the rest, when there
 /// are enough; otherwise nothing is pinned.
 fn layout(a: &RunArgs, mode: &SfuMode, all: &[usize]) -> Layout {
-    let binary = matches!(mode, SfuMode::Binary(_));
+    let binary = matches!(mode, SfuMode::Binary(_) | SfuMode::Janus(_));
     if !a.no_pin && binary && all.len() > a.workers {
         let split = all.len() - a.workers;
         let (g, s) = all.split_at(split);
         Layout {
             sfu_cpus: Some(s.to_vec()),
             gen_cpus: g.to_vec(),
-            text: format!("rtcd pinned to CPU {s:?}, generator to CPU {g:?}"),
+            text: format!(
+                "{} pinned to CPU {s:?}, generator to CPU {g:?}",
+                mode.name()
+            ),
         }
     } else {
         Layout {
@@ -186,7 +223,26 @@ fn options(
     all_cpus: &[usize],
     command: &str,
 ) -> anyhow::Result<RunOptions> {
-    let mode = sfu_mode(a)?;
+    options_for(
+        sfu_mode(a)?,
+        a,
+        scenario,
+        workers,
+        batching,
+        all_cpus,
+        command,
+    )
+}
+
+fn options_for(
+    mode: SfuMode,
+    a: &RunArgs,
+    scenario: Scenario,
+    workers: usize,
+    batching: bool,
+    all_cpus: &[usize],
+    command: &str,
+) -> anyhow::Result<RunOptions> {
     let mut a2 = a.clone();
     a2.workers = workers;
     let l = layout(&a2, &mode, all_cpus);
@@ -355,4 +411,58 @@ async fn cmd_compare(a: RunArgs, command: String) -> anyhow::Result<bool> {
         append_results(path, "rtcd against itself", &command, &refs, &extra)?;
     }
     Ok(results.iter().all(|(_, r)| r.valid))
+}
+
+/// The same scenario against Janus, then against rtcd, in this one
+/// process (already inside the network namespace), and their ratios.
+async fn cmd_compare_janus(
+    a: RunArgs,
+    janus: JanusOptions,
+    command: String,
+) -> anyhow::Result<bool> {
+    let scenario = a
+        .scenario
+        .ok_or_else(|| anyhow::anyhow!("name a --scenario"))?;
+    anyhow::ensure!(
+        bench::compare::janus_can_run(scenario),
+        "{} cannot run against Janus: {}",
+        scenario.name(),
+        bench::compare::JANUS_SCENARIOS
+    );
+    let all = procstat::allowed_cpus();
+    eprintln!(
+        "bench: {} against Janus ({})",
+        scenario.name(),
+        janus.binary.display()
+    );
+    let o = options_for(SfuMode::Janus(janus), &a, scenario, 1, true, &all, &command)?;
+    let janus_run = bench::scenario::run(&o).await?;
+    emit(&janus_run, &a.out, &stem(&janus_run, "-janus"))?;
+    eprintln!("bench: {} against rtcd", scenario.name());
+    let o = options(&a, scenario, a.workers, !a.no_batching, &all, &command)?;
+    let rtcd_run = bench::scenario::run(&o).await?;
+    emit(&rtcd_run, &a.out, &stem(&rtcd_run, "-rtcd"))?;
+    let extra = bench::compare::table(&rtcd_run, &janus_run);
+    println!("{MARKDOWN_HEADER}");
+    println!("{}", rtcd_run.markdown_row());
+    println!("{}", janus_run.markdown_row());
+    println!("{extra}");
+    std::fs::write(
+        a.out.join(format!("{}.md", stem(&rtcd_run, "-vs-janus"))),
+        &extra,
+    )?;
+    if let Some(path) = &a.results {
+        append_results(
+            path,
+            "rtcd against Janus",
+            &command,
+            &[&rtcd_run, &janus_run],
+            &extra,
+        )?;
+    }
+    // Exit status: did both runs work (every join, every stream)? Speed
+    // on a shared machine is reported, not judged.
+    Ok([&rtcd_run, &janus_run]
+        .iter()
+        .all(|r| bench::compare::worked(r)))
 }

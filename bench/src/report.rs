@@ -55,6 +55,11 @@ pub struct SfuFigures {
     pub dropped: Vec<(String, f64)>,
     pub udp_recv_syscalls: f64,
     pub udp_send_syscalls: f64,
+    /// Packets sent inside the window that the receivers got: counted the
+    /// same way whatever the SFU (Janus has no forwarded-packet counter).
+    pub delivered_packets: f64,
+    pub delivered_pps: f64,
+    pub cpu_s_per_million_delivered: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -114,6 +119,8 @@ pub struct RunResult {
     pub machine: String,
     pub rtcd_commit: String,
     pub rtcd: String,
+    /// "rtcd", or "janus" for the peer SFU of `bench compare`.
+    pub sfu_name: String,
     pub rtcd_workers: usize,
     pub batching: bool,
     pub pinning: String,
@@ -162,16 +169,20 @@ impl RunResult {
         let row = |t: &mut String, k: &str, v: String| {
             let _ = writeln!(t, "  {k:<34} {v}");
         };
-        row(
-            &mut t,
-            "rtcd",
-            format!(
-                "{} workers, batching {}, {}",
-                self.rtcd_workers,
-                if self.batching { "on" } else { "off" },
-                self.rtcd
-            ),
-        );
+        if self.sfu_name == "janus" {
+            row(&mut t, "SFU", self.rtcd.clone());
+        } else {
+            row(
+                &mut t,
+                "rtcd",
+                format!(
+                    "{} workers, batching {}, {}",
+                    self.rtcd_workers,
+                    if self.batching { "on" } else { "off" },
+                    self.rtcd
+                ),
+            );
+        }
         row(&mut t, "pinning", self.pinning.clone());
         row(
             &mut t,
@@ -183,33 +194,55 @@ impl RunResult {
         );
         row(&mut t, "window", format!("{:.1} s", self.window_seconds));
         let s = &self.sfu;
-        row(
-            &mut t,
-            "forwarded",
-            format!(
-                "{} pps, {}bit/s",
-                fmt_num(s.forwarded_pps),
-                fmt_num(s.forwarded_bps)
-            ),
-        );
+        let janus = self.sfu_name == "janus";
+        if !janus {
+            row(
+                &mut t,
+                "forwarded",
+                format!(
+                    "{} pps, {}bit/s",
+                    fmt_num(s.forwarded_pps),
+                    fmt_num(s.forwarded_bps)
+                ),
+            );
+        }
         row(
             &mut t,
             "SFU CPU",
-            format!(
-                "{:.2} s ({:.0}% of a core); workers {:.2} s",
-                s.cpu_seconds,
-                s.cores_used * 100.0,
-                s.worker_cpu_seconds
-            ),
+            if janus {
+                format!(
+                    "{:.2} s ({:.0}% of a core)",
+                    s.cpu_seconds,
+                    s.cores_used * 100.0
+                )
+            } else {
+                format!(
+                    "{:.2} s ({:.0}% of a core); workers {:.2} s",
+                    s.cpu_seconds,
+                    s.cores_used * 100.0,
+                    s.worker_cpu_seconds
+                )
+            },
         );
+        if !janus {
+            row(
+                &mut t,
+                "SFU CPU-s per million forwarded",
+                format!(
+                    "{:.2} (workers {:.2}) → {} pps per core",
+                    s.cpu_s_per_million_forwarded,
+                    s.worker_cpu_s_per_million_forwarded,
+                    fmt_num(s.pps_per_core)
+                ),
+            );
+        }
         row(
             &mut t,
-            "SFU CPU-s per million forwarded",
+            "delivered (receivers' count)",
             format!(
-                "{:.2} (workers {:.2}) → {} pps per core",
-                s.cpu_s_per_million_forwarded,
-                s.worker_cpu_s_per_million_forwarded,
-                fmt_num(s.pps_per_core)
+                "{} pps; SFU CPU-s per million delivered {:.2}",
+                fmt_num(s.delivered_pps),
+                s.cpu_s_per_million_delivered
             ),
         );
         row(
@@ -338,16 +371,38 @@ impl RunResult {
     /// One line for the RESULTS.md tables.
     pub fn markdown_row(&self) -> String {
         let s = &self.sfu;
+        // Janus counts nothing it forwards: its row shows what the
+        // receivers got instead.
+        let (fwd_pps, fwd_cpu, per_core) = if self.sfu_name == "janus" {
+            let per_core = if s.cpu_s_per_million_delivered > 0.0 {
+                1e6 / s.cpu_s_per_million_delivered
+            } else {
+                0.0
+            };
+            (s.delivered_pps, s.cpu_s_per_million_delivered, per_core)
+        } else {
+            (
+                s.forwarded_pps,
+                s.cpu_s_per_million_forwarded,
+                s.pps_per_core,
+            )
+        };
         format!(
             "| {} | {} | {}{} | {} | {:.0}% | {:.2} | {} | {:.3}% | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} | {} | {:.0}%{} |",
             self.scenario,
             self.participants,
             self.rtcd_workers,
-            if self.batching { "" } else { " (no batching)" },
-            fmt_num(s.forwarded_pps),
+            if self.sfu_name == "janus" {
+                " (Janus: forwarded = delivered)"
+            } else if self.batching {
+                ""
+            } else {
+                " (no batching)"
+            },
+            fmt_num(fwd_pps),
             s.cores_used * 100.0,
-            s.cpu_s_per_million_forwarded,
-            fmt_num(s.pps_per_core),
+            fwd_cpu,
+            fmt_num(per_core),
             self.delivery.loss_pct,
             self.added_delay_us.p50,
             self.added_delay_us.p99,

@@ -25,6 +25,8 @@ use crate::signal::{ControlTx, connect_control, http};
 use crate::worker::{Cmd, JoinSpec, Note, WorkerHandle, WorkerReport, delay_histogram};
 use crate::{payload, procstat};
 
+mod janus_join;
+
 /// A generator thread at or above this share of a core makes the run's
 /// SFU figures suspect.
 pub const SATURATION: f64 = 0.85;
@@ -124,6 +126,9 @@ struct Plan {
     storm_rate: f64,
     duration: Duration,
     settle: Duration,
+    /// Publishers also receive the others (rtcd); a Janus VideoRoom
+    /// publisher handle receives nothing.
+    publishers_receive: bool,
 }
 
 /// One receiver in this many decrypts every packet (and measures delay);
@@ -145,6 +150,7 @@ fn listener(pid: u32, call: usize) -> Planned {
             recv_only: Vec::new(),
             data_channel: true,
             light: light(pid),
+            answer_only: false,
         },
     }
 }
@@ -160,6 +166,7 @@ fn publisher(pid: u32, call: usize, sends: Vec<TrackSpec>) -> Planned {
             recv_only: Vec::new(),
             data_channel: true,
             light: false,
+            answer_only: false,
         },
     }
 }
@@ -306,6 +313,7 @@ fn plan(o: &RunOptions) -> Plan {
                         recv_only: vec![MediaKind::Audio, MediaKind::Video],
                         data_channel: false,
                         light: light(id),
+                        answer_only: false,
                     },
                 });
             }
@@ -323,6 +331,7 @@ fn plan(o: &RunOptions) -> Plan {
         storm_rate,
         duration,
         settle,
+        publishers_receive: !matches!(o.sfu.mode, crate::sfu::SfuMode::Janus(_)),
     }
 }
 
@@ -350,10 +359,20 @@ struct Book {
 struct Ctx {
     book: Arc<Mutex<Book>>,
     workers: Arc<Vec<WorkerHandle>>,
-    control: ControlTx,
+    /// rtcd's control API (none when Janus is the SFU).
+    control: Option<ControlTx>,
+    janus: Option<Arc<janus_join::JanusCalls>>,
     call_ids: Vec<CallId>,
     api: std::net::SocketAddr,
     token_secret: String,
+}
+
+impl Ctx {
+    fn to_rtcd(&self, msg: ToRtcd) {
+        if let Some(c) = &self.control {
+            c.send(msg);
+        }
+    }
 }
 
 fn call_id(i: usize) -> CallId {
@@ -443,7 +462,7 @@ fn on_note(ctx: &Ctx, n: Note) {
                 (e.path, e.call, e.worker)
             };
             match path {
-                Path::Control => ctx.control.send(ToRtcd::Offer {
+                Path::Control => ctx.to_rtcd(ToRtcd::Offer {
                     session_id: SessionId::new(session_of(pid)).expect("valid id"),
                     offer: signaling::media::Sdp {
                         sdp,
@@ -522,7 +541,7 @@ fn on_note(ctx: &Ctx, n: Note) {
             pid,
             sdp,
             negotiation,
-        } => ctx.control.send(ToRtcd::Answer {
+        } => ctx.to_rtcd(ToRtcd::Answer {
             session_id: SessionId::new(session_of(pid)).expect("valid id"),
             answer: signaling::media::Sdp { sdp, negotiation },
         }),
@@ -544,7 +563,7 @@ fn on_note(ctx: &Ctx, n: Note) {
     }
 }
 
-fn start_join(ctx: &Ctx, p: &Planned, storm: bool) {
+fn start_join(ctx: &Arc<Ctx>, p: &Planned, storm: bool) {
     let worker = p.pid as usize % ctx.workers.len();
     {
         let mut book = ctx.book.lock().expect("book lock");
@@ -567,8 +586,12 @@ fn start_join(ctx: &Ctx, p: &Planned, storm: bool) {
             },
         );
     }
+    if let Some(j) = &ctx.janus {
+        janus_join::join(ctx, j, p, worker);
+        return;
+    }
     if p.path == Path::Control {
-        ctx.control.send(ToRtcd::AddSession {
+        ctx.to_rtcd(ToRtcd::AddSession {
             call_id: ctx.call_ids[p.call].clone(),
             session_id: SessionId::new(session_of(p.pid)).expect("valid id"),
             permissions: Permissions::PARTICIPANT,
@@ -580,7 +603,7 @@ fn start_join(ctx: &Ctx, p: &Planned, storm: bool) {
 
 /// Joins `group` with at most JOIN_CONCURRENCY unconnected at a time and
 /// waits until every one has connected or failed (bounded).
-async fn join_all(ctx: &Ctx, group: &[Planned], deadline: Duration) -> anyhow::Result<()> {
+async fn join_all(ctx: &Arc<Ctx>, group: &[Planned], deadline: Duration) -> anyhow::Result<()> {
     let until = clock() + deadline;
     let mut started = 0;
     loop {
@@ -794,23 +817,40 @@ async fn run_with(
     }
     drop(notes_tx);
     let workers = Arc::new(workers);
-    let (control, from_rtcd) = connect_control(sfu.api, &sfu.key).await?;
-    let ctx = Arc::new(Ctx {
+    let mut ctx = Ctx {
         book: Arc::new(Mutex::new(Book::default())),
         workers: workers.clone(),
-        control: control.clone(),
+        control: None,
+        janus: None,
         call_ids: (0..plan.calls).map(call_id).collect(),
         api: sfu.api,
         token_secret: sfu.token_secret.clone(),
-    });
-    let router = tokio::spawn(route(ctx.clone(), from_rtcd, notes_rx));
+    };
+    let router = if sfu.janus {
+        let (j, closed) = janus_join::setup(sfu.api, plan).await?;
+        ctx.janus = Some(j.clone());
+        let ctx = Arc::new(ctx);
+        (
+            ctx.clone(),
+            tokio::spawn(janus_join::route(ctx, j, notes_rx, closed)),
+        )
+    } else {
+        let (control, from_rtcd) = connect_control(sfu.api, &sfu.key).await?;
+        ctx.control = Some(control);
+        let ctx = Arc::new(ctx);
+        (ctx.clone(), tokio::spawn(route(ctx, from_rtcd, notes_rx)))
+    };
+    let (ctx, router) = router;
     let r = measure(o, plan, sfu, &ctx, baseline).await;
     // Tear down: end the calls, stop the threads.
     for c in &ctx.call_ids {
-        control.send(ToRtcd::EndCall {
+        ctx.to_rtcd(ToRtcd::EndCall {
             call_id: c.clone(),
             request: None,
         });
+    }
+    if let Some(j) = &ctx.janus {
+        janus_join::teardown(j).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let w = workers.clone();
@@ -834,7 +874,7 @@ async fn measure(
     let mut warnings = Vec::new();
     let rss_before = sfu.rss().unwrap_or(0);
     for c in &ctx.call_ids {
-        ctx.control.send(ToRtcd::CreateCall {
+        ctx.to_rtcd(ToRtcd::CreateCall {
             call_id: c.clone(),
             request: None,
         });
@@ -963,6 +1003,8 @@ async fn measure(
     let sfu_cpu = s1.sfu.saturating_sub(s0.sfu).as_secs_f64();
     let worker_cpu = m1.worker_cpu() - m0.worker_cpu();
     let mpkt = (fwd / 1e6).max(1e-9);
+    // Janus counts nothing it forwards: its per-forwarded figures stay 0.
+    let per_fwd = |cpu: f64| if fwd > 0.0 { cpu / mpkt } else { 0.0 };
     let participants = plan.initial.len() + plan.storm.len();
     let dropped: Vec<(String, f64)> = m1
         .series("rtcd_dropped_total")
@@ -977,12 +1019,12 @@ async fn measure(
         })
         .filter(|(_, v)| *v > 0.0)
         .collect();
-    let sfu_fig = SfuFigures {
+    let mut sfu_fig = SfuFigures {
         cpu_seconds: sfu_cpu,
         worker_cpu_seconds: worker_cpu,
         cores_used: sfu_cpu / window,
-        cpu_s_per_million_forwarded: sfu_cpu / mpkt,
-        worker_cpu_s_per_million_forwarded: worker_cpu / mpkt,
+        cpu_s_per_million_forwarded: per_fwd(sfu_cpu),
+        worker_cpu_s_per_million_forwarded: per_fwd(worker_cpu),
         forwarded_packets: fwd,
         forwarded_pps: fwd / window,
         forwarded_bps: fwd_bytes * 8.0 / window,
@@ -1001,6 +1043,7 @@ async fn measure(
             - m0.sum_where("rtcd_worker_syscalls", "direction=\"recv\""),
         udp_send_syscalls: m1.sum_where("rtcd_worker_syscalls", "direction=\"send\"")
             - m0.sum_where("rtcd_worker_syscalls", "direction=\"send\""),
+        ..Default::default()
     };
 
     let mut delay = delay_histogram();
@@ -1071,7 +1114,7 @@ async fn measure(
         } else if failed.is_some() {
             join.failed += 1;
         }
-        if expects_media(*pid, &all_planned) {
+        if expects_media(*pid, &all_planned, plan.publishers_receive) {
             join.expect_media += 1;
         }
         if let (Some(req), Some(m)) = (e.requested, e.first_media) {
@@ -1103,7 +1146,7 @@ async fn measure(
 
     let mut delivery = Delivery::default();
     for r in all_planned.iter() {
-        let expected = expected_streams(r, &all_planned);
+        let expected = expected_streams(r, &all_planned, plan.publishers_receive);
         if expected.is_empty() {
             continue;
         }
@@ -1225,7 +1268,15 @@ async fn measure(
                 .unwrap_or_default()
         ));
     }
-    if fwd <= 0.0 && delivery.window_received > 0 {
+    if sfu.janus {
+        warnings.push(
+            "Janus has no forwarded-packet counter: its CPU per packet counts what the receivers got (the `delivered` figures)"
+                .into(),
+        );
+        for e in sfu.janus_errors().iter().take(5) {
+            warnings.push(format!("Janus logged: {e}"));
+        }
+    } else if fwd <= 0.0 && delivery.window_received > 0 {
         warnings.push(format!(
             "rtcd's /metrics did not advance in the window although {} packets arrived: its worker never reached its snapshot (a saturated receive loop starves it); SFU figures unavailable",
             delivery.window_received
@@ -1238,7 +1289,22 @@ async fn measure(
         .iter()
         .filter(|p| !p.spec.sends.is_empty())
         .count();
-    let valid = !saturated && fwd > 0.0 && join.failed == 0 && delivery.missing_streams == 0;
+    let counted = if sfu.janus {
+        delivery.window_received > 0
+    } else {
+        fwd > 0.0
+    };
+    let valid = !saturated && counted && join.failed == 0 && delivery.missing_streams == 0;
+    // What the receivers got of the packets sent in the window: the one
+    // count both rtcd and Janus can be measured by.
+    let delivered = delivery.window_received as f64;
+    sfu_fig.delivered_packets = delivered;
+    sfu_fig.delivered_pps = delivered / window;
+    sfu_fig.cpu_s_per_million_delivered = if delivered > 0.0 {
+        sfu_cpu / (delivered / 1e6)
+    } else {
+        0.0
+    };
     let _ = setup_s;
     Ok(RunResult {
         scenario: o.scenario.name().into(),
@@ -1265,7 +1331,13 @@ async fn measure(
                     .unwrap_or_else(|_| "at an unknown time".into())
             ),
             crate::sfu::SfuMode::InProcess => "in process".into(),
+            crate::sfu::SfuMode::Janus(j) => format!(
+                "Janus (Debian package, VideoRoom over HTTP, {} event loop(s)), process {}",
+                j.event_loops,
+                j.binary.display()
+            ),
         },
+        sfu_name: o.sfu.mode.name().into(),
         rtcd_workers: o.sfu.workers,
         batching: o.sfu.batching,
         pinning: o.pinning.clone(),
@@ -1314,14 +1386,17 @@ fn signed_secs(t: Instant, origin: Instant) -> f64 {
     }
 }
 
-fn expects_media(pid: u32, all: &[&Planned]) -> bool {
+fn expects_media(pid: u32, all: &[&Planned], publishers_receive: bool) -> bool {
     all.iter()
         .find(|p| p.pid == pid)
-        .is_some_and(|p| !expected_streams(p, all).is_empty())
+        .is_some_and(|p| !expected_streams(p, all, publishers_receive).is_empty())
 }
 
 /// The (sender, track) streams a participant should receive.
-fn expected_streams(r: &Planned, all: &[&Planned]) -> Vec<(u32, u8)> {
+fn expected_streams(r: &Planned, all: &[&Planned], publishers_receive: bool) -> Vec<(u32, u8)> {
+    if !publishers_receive && !r.spec.sends.is_empty() {
+        return Vec::new();
+    }
     match r.path {
         Path::Whip => Vec::new(),
         Path::Whep => {

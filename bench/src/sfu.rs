@@ -11,14 +11,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::janus::server::{JanusOptions, JanusServer};
 use crate::procstat;
 use crate::signal::http;
 
-/// Where rtcd runs.
+/// Where rtcd runs, or Janus in its place (`bench compare`).
 #[derive(Debug, Clone)]
 pub enum SfuMode {
     Binary(PathBuf),
     InProcess,
+    Janus(JanusOptions),
+}
+
+impl SfuMode {
+    /// The SFU's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SfuMode::Janus(_) => "janus",
+            _ => "rtcd",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +62,7 @@ enum Running {
         rtcd: Box<rtcd::Rtcd>,
         runtime: tokio::runtime::Runtime,
     },
+    Janus(JanusServer),
 }
 
 pub struct Sfu {
@@ -58,6 +71,8 @@ pub struct Sfu {
     pub token_secret: String,
     pub pid: u32,
     pub in_process: bool,
+    /// Janus: no control API, no /metrics.
+    pub janus: bool,
     running: Option<Running>,
 }
 
@@ -140,7 +155,7 @@ fn random_secret() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -152,6 +167,20 @@ impl Sfu {
         match &opts.mode {
             SfuMode::Binary(path) => Self::start_binary(path, opts, key, token_secret).await,
             SfuMode::InProcess => Self::start_in_process(opts, key, token_secret).await,
+            SfuMode::Janus(j) => {
+                let server = JanusServer::start(j, opts.cpus.clone())
+                    .await
+                    .context("starting Janus")?;
+                Ok(Sfu {
+                    api: server.api,
+                    key,
+                    token_secret,
+                    pid: server.pid,
+                    in_process: false,
+                    janus: true,
+                    running: Some(Running::Janus(server)),
+                })
+            }
         }
     }
 
@@ -205,6 +234,7 @@ impl Sfu {
                 token_secret: token_secret.clone(),
                 pid,
                 in_process: false,
+                janus: false,
                 running: None,
             };
             match sfu.wait_ready(&mut child).await {
@@ -271,6 +301,7 @@ impl Sfu {
             token_secret,
             pid: procstat::self_pid(),
             in_process: true,
+            janus: false,
             running: Some(Running::InProcess {
                 rtcd: Box::new(rtcd),
                 runtime,
@@ -301,7 +332,11 @@ impl Sfu {
         }
     }
 
+    /// rtcd's counters; Janus has none to offer (empty).
     pub async fn metrics(&self) -> anyhow::Result<Metrics> {
+        if self.janus {
+            return Ok(Metrics::default());
+        }
         let r = http(self.api, "GET", "/metrics", &[], b"").await?;
         anyhow::ensure!(r.status == 200, "/metrics: HTTP {}", r.status);
         Ok(Metrics::parse(&r.text()))
@@ -328,7 +363,18 @@ impl Sfu {
                 let _ = runtime.spawn(async move { rtcd.stop().await }).await;
                 runtime.shutdown_background();
             }
+            Some(Running::Janus(j)) => j.stop().await,
             None => {}
+        }
+    }
+}
+
+impl Sfu {
+    /// Errors Janus logged during the run (none for rtcd).
+    pub fn janus_errors(&self) -> Vec<String> {
+        match &self.running {
+            Some(Running::Janus(j)) => j.log_errors(),
+            _ => Vec::new(),
         }
     }
 }

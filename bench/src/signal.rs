@@ -111,7 +111,19 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> anyhow::Result<HttpResponse> {
-    tokio::time::timeout(TIMEOUT, http_inner(addr, method, path, headers, body))
+    http_within(TIMEOUT, addr, method, path, headers, body).await
+}
+
+/// [`http`] with its own time limit (a long poll outlasts the default).
+pub async fn http_within(
+    limit: Duration,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
+    tokio::time::timeout(limit, http_inner(addr, method, path, headers, body))
         .await
         .with_context(|| format!("{method} {path}: timed out"))?
 }

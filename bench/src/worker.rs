@@ -52,6 +52,8 @@ pub struct JoinSpec {
     /// ICE, DTLS and RTCP still go through str0m. Keeps listeners cheap so
     /// one generator core can drive many of them.
     pub light: bool,
+    /// Make no offer: the SFU offers first (a Janus subscriber).
+    pub answer_only: bool,
 }
 
 pub enum Cmd {
@@ -620,9 +622,14 @@ impl Worker {
         if spec.data_channel {
             api.add_channel("bench".into());
         }
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
+        let (offer, pending) = if spec.answer_only {
+            (None, None)
+        } else {
+            let (o, p) = api
+                .apply()
+                .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
+            (Some(o), Some(p))
+        };
         let fd = socket.as_fd().as_raw_fd();
         let slot = self.clients.len();
         let max_queue = if spec.sends.is_empty() {
@@ -636,7 +643,7 @@ impl Worker {
                 pid: spec.pid,
                 rtc,
                 queue: SendQueue::with_limits(2048, max_queue),
-                pending: Some(pending),
+                pending,
                 sends,
                 rx: HashMap::new(),
                 connected: None,
@@ -658,11 +665,13 @@ impl Worker {
         }));
         self.by_pid.insert(spec.pid, slot);
         epoll_add(self.ep.as_raw_fd(), fd, slot as u64, libc::EPOLLIN as u32)?;
-        self.ctx.notes_out.push(Note::Offer {
-            pid: spec.pid,
-            sdp: offer.to_sdp_string(),
-            tracks,
-        });
+        if let Some(offer) = offer {
+            self.ctx.notes_out.push(Note::Offer {
+                pid: spec.pid,
+                sdp: offer.to_sdp_string(),
+                tracks,
+            });
+        }
         if let Some(s) = self.clients[slot].as_mut() {
             s.client.drain(now, &mut self.ctx);
         }

@@ -1,0 +1,205 @@
+//! rtcd against Janus: which scenarios both can run, and the table of
+//! their figures and ratios that `bench compare` prints and appends to
+//! RESULTS.md.
+//!
+//! Janus has no forwarded-packet counter, so both SFUs are measured by
+//! what their receivers got of the packets sent inside the window
+//! (`delivered`), against the SFU process's own CPU time.
+
+use std::fmt::Write as _;
+
+use crate::report::RunResult;
+use crate::scenario::Scenario;
+
+/// Why some scenarios are left out.
+pub const JANUS_SCENARIOS: &str = "Janus runs the scenarios with listeners (large-call, large-call-screen, many-calls, join-storm, soak); a meeting needs publishers that also receive, and broadcast uses WHIP/WHEP";
+
+pub fn janus_can_run(s: Scenario) -> bool {
+    !matches!(s, Scenario::Meeting | Scenario::Broadcast)
+}
+
+/// The run did what the scenario asks: every join connected, every
+/// expected stream arrived, packets flowed in the window.
+pub fn worked(r: &RunResult) -> bool {
+    r.join.attempted > 0
+        && r.join.failed == 0
+        && r.join.connected == r.join.attempted
+        && r.delivery.missing_streams == 0
+        && r.delivery.window_received > 0
+}
+
+fn ratio(num: f64, den: f64) -> String {
+    if num > 0.0 && den > 0.0 {
+        format!("×{:.2}", num / den)
+    } else {
+        "–".into()
+    }
+}
+
+fn triple(a: f64, b: f64, c: f64) -> String {
+    format!("{a:.0} / {b:.0} / {c:.0}")
+}
+
+/// Packets per second one fully used core would deliver.
+fn per_cpu_second(r: &RunResult) -> f64 {
+    if r.sfu.cpu_s_per_million_delivered > 0.0 {
+        1e6 / r.sfu.cpu_s_per_million_delivered
+    } else {
+        0.0
+    }
+}
+
+/// The comparison as Markdown: figures side by side, then ratios.
+pub fn table(rtcd: &RunResult, janus: &RunResult) -> String {
+    let mut t = String::new();
+    let valid = |r: &RunResult| if r.valid { "yes" } else { "NO" };
+    let _ = writeln!(
+        t,
+        "\nrtcd against Janus, {} ({}); SFU pinned to one core, generator to the other; packets counted at the receivers for both:\n",
+        rtcd.scenario, rtcd.description
+    );
+    let _ = writeln!(
+        t,
+        "| figure | rtcd | Janus | rtcd vs Janus |\n|---|---|---|---|"
+    );
+    let mut row = |k: &str, a: String, b: String, r: String| {
+        let _ = writeln!(t, "| {k} | {a} | {b} | {r} |");
+    };
+    let (rs, js) = (&rtcd.sfu, &janus.sfu);
+    row(
+        "SFU CPU-s per million delivered packets",
+        format!("{:.2}", rs.cpu_s_per_million_delivered),
+        format!("{:.2}", js.cpu_s_per_million_delivered),
+        format!(
+            "{} less CPU per packet",
+            ratio(
+                js.cpu_s_per_million_delivered,
+                rs.cpu_s_per_million_delivered
+            )
+        ),
+    );
+    row(
+        "delivered packets per SFU CPU-second",
+        format!("{:.0}", per_cpu_second(rtcd)),
+        format!("{:.0}", per_cpu_second(janus)),
+        format!(
+            "{} (target ≥ ×3)",
+            ratio(per_cpu_second(rtcd), per_cpu_second(janus))
+        ),
+    );
+    row(
+        "delivered packets/s",
+        format!("{:.0}", rs.delivered_pps),
+        format!("{:.0}", js.delivered_pps),
+        ratio(rs.delivered_pps, js.delivered_pps),
+    );
+    row(
+        "SFU CPU (of a core)",
+        format!("{:.0}%", rs.cores_used * 100.0),
+        format!("{:.0}%", js.cores_used * 100.0),
+        ratio(rs.cores_used, js.cores_used),
+    );
+    row(
+        "loss",
+        format!("{:.3}%", rtcd.delivery.loss_pct),
+        format!("{:.3}%", janus.delivery.loss_pct),
+        String::new(),
+    );
+    let (ra, ja) = (&rtcd.added_delay_us, &janus.added_delay_us);
+    row(
+        "added delay p50 / p99 / p99.9 µs",
+        triple(ra.p50, ra.p99, ra.p999),
+        triple(ja.p50, ja.p99, ja.p999),
+        format!(
+            "Janus's ÷ rtcd's: {} / {} / {}",
+            ratio(ja.p50, ra.p50),
+            ratio(ja.p99, ra.p99),
+            ratio(ja.p999, ra.p999)
+        ),
+    );
+    let (rj, jj) = (&rtcd.join.first_media_ms, &janus.join.first_media_ms);
+    row(
+        "join → first media p50 / p99 ms",
+        format!("{:.0} / {:.0}", rj.p50, rj.p99),
+        format!("{:.0} / {:.0}", jj.p50, jj.p99),
+        format!(
+            "Janus's ÷ rtcd's: {} / {}",
+            ratio(jj.p50, rj.p50),
+            ratio(jj.p99, rj.p99)
+        ),
+    );
+    let kib = |v: f64| {
+        if v > 0.0 {
+            format!("{v:.0} KiB")
+        } else {
+            "not measured".into()
+        }
+    };
+    row(
+        "SFU memory per participant",
+        kib(rs.memory_per_participant_kib),
+        kib(js.memory_per_participant_kib),
+        ratio(js.memory_per_participant_kib, rs.memory_per_participant_kib),
+    );
+    row(
+        "valid SFU figures",
+        valid(rtcd).into(),
+        valid(janus).into(),
+        String::new(),
+    );
+    if !rtcd.valid || !janus.valid {
+        let _ = writeln!(
+            t,
+            "\nAt least one run is not valid (see its warnings): its figures were measured on a busy or saturated machine, and the ratios with them."
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cpu_per_m: f64, pps: f64, valid: bool) -> RunResult {
+        let mut r = RunResult {
+            scenario: "large-call".into(),
+            valid,
+            ..Default::default()
+        };
+        r.sfu.cpu_s_per_million_delivered = cpu_per_m;
+        r.sfu.delivered_pps = pps;
+        r.join.attempted = 3;
+        r.join.connected = 3;
+        r.delivery.window_received = 10;
+        r
+    }
+
+    #[test]
+    fn ratios_compare_cpu_per_delivered_packet() {
+        let t = table(&run(5.0, 30_000.0, true), &run(20.0, 29_000.0, true));
+        assert!(t.contains("| SFU CPU-s per million delivered packets | 5.00 | 20.00 | ×4.00 less CPU per packet |"), "{t}");
+        assert!(
+            t.contains(
+                "| delivered packets per SFU CPU-second | 200000 | 50000 | ×4.00 (target ≥ ×3) |"
+            ),
+            "{t}"
+        );
+        assert!(!t.contains("not valid"), "{t}");
+        let t = table(&run(5.0, 30_000.0, false), &run(0.0, 0.0, true));
+        assert!(t.contains("| 0 | – (target ≥ ×3) |"), "{t}");
+        assert!(t.contains("not valid"), "{t}");
+    }
+
+    #[test]
+    fn a_run_works_only_if_every_join_and_stream_did() {
+        assert!(worked(&run(1.0, 1.0, false)));
+        let mut r = run(1.0, 1.0, true);
+        r.delivery.missing_streams = 1;
+        assert!(!worked(&r));
+        let mut r = run(1.0, 1.0, true);
+        r.join.connected = 2;
+        assert!(!worked(&r));
+        assert!(!janus_can_run(Scenario::Meeting));
+        assert!(janus_can_run(Scenario::LargeCallScreen));
+    }
+}
