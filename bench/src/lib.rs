@@ -11,6 +11,11 @@
 //! time and memory are its own; the generator watches its own CPU and
 //! flags a run it could not drive.
 //!
+//! `bench compare` runs a scenario against Janus's VideoRoom as well
+//! ([`janus`], inside a private network namespace, [`netns`]) and prints
+//! the ratios ([`compare`]); both SFUs are then measured by what their
+//! receivers got, since Janus counts nothing it forwards.
+//!
 //! Entry points: [`scenario::run`] for one scenario, the `bench` binary
 //! for the CLI.
 

@@ -99,6 +99,10 @@ struct RunArgs {
     /// to leave the CPUs alone (0: do not wait).
     #[arg(long, default_value_t = 600)]
     wait_quiet: u64,
+    /// `bench compare`: Janus's shared media event loops (0: Janus's
+    /// default, a thread per handle).
+    #[arg(long, default_value_t = 0)]
+    janus_event_loops: usize,
 }
 
 fn main() -> ExitCode {
@@ -317,8 +321,14 @@ fn append_results(
         s.push('\n');
     }
     for r in results {
+        // Side by side, say which SFU a warning belongs to.
+        let who = if results.iter().any(|o| o.sfu_name != r.sfu_name) {
+            format!("{} ({})", r.scenario, r.sfu_name)
+        } else {
+            r.scenario.clone()
+        };
         for w in &r.warnings {
-            s.push_str(&format!("\n- {}: {w}", r.scenario));
+            s.push_str(&format!("\n- {who}: {w}"));
         }
     }
     s.push('\n');
@@ -417,9 +427,10 @@ async fn cmd_compare(a: RunArgs, command: String) -> anyhow::Result<bool> {
 /// process (already inside the network namespace), and their ratios.
 async fn cmd_compare_janus(
     a: RunArgs,
-    janus: JanusOptions,
+    mut janus: JanusOptions,
     command: String,
 ) -> anyhow::Result<bool> {
+    janus.event_loops = a.janus_event_loops;
     let scenario = a
         .scenario
         .ok_or_else(|| anyhow::anyhow!("name a --scenario"))?;

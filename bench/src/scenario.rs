@@ -1332,8 +1332,12 @@ async fn measure(
             ),
             crate::sfu::SfuMode::InProcess => "in process".into(),
             crate::sfu::SfuMode::Janus(j) => format!(
-                "Janus (Debian package, VideoRoom over HTTP, {} event loop(s)), process {}",
-                j.event_loops,
+                "Janus (Debian package, VideoRoom over HTTP, {}), process {}",
+                if j.event_loops > 0 {
+                    format!("{} shared event loop(s)", j.event_loops)
+                } else {
+                    "a thread per handle".into()
+                },
                 j.binary.display()
             ),
         },

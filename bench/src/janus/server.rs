@@ -28,8 +28,7 @@ pub struct JanusOptions {
     pub binary: PathBuf,
     /// Janus's own library folder (`plugins/`, `transports/` below it).
     pub lib_dir: PathBuf,
-    /// Shared media event loops; Janus's default (0) gives every handle
-    /// its own thread, which on one pinned core only adds switching.
+    /// Shared media event loops; 0 is Janus's default, a thread per handle.
     pub event_loops: usize,
 }
 
@@ -76,7 +75,7 @@ pub fn find_or_install() -> anyhow::Result<JanusOptions> {
     Ok(JanusOptions {
         binary: find_binary().context("no janus binary after installing it")?,
         lib_dir: find_lib_dir().context("no Janus VideoRoom plugin after installing janus")?,
-        event_loops: 1,
+        event_loops: 0,
     })
 }
 
@@ -111,8 +110,7 @@ fn write_config(dir: &Path, o: &JanusOptions, port: u16) -> anyhow::Result<()> {
 	loggers_folder = "{d}/loggers"
 	debug_level = 3
 	session_timeout = 60
-	event_loops = {loops}
-	server_name = "bench"
+{loops}	server_name = "bench"
 }}
 certificates: {{
 }}
@@ -138,7 +136,11 @@ events: {{
 	broadcast = false
 }}
 "#,
-        loops = o.event_loops
+        loops = if o.event_loops > 0 {
+            format!("\tevent_loops = {}\n", o.event_loops)
+        } else {
+            String::new()
+        }
     );
     let transport = format!(
         r#"general: {{
