@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::oidc::{GroupsOverage, OidcConfig};
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -20,6 +22,8 @@ pub struct Config {
     pub events: EventsConfig,
     pub log: LogConfig,
     pub integrations: IntegrationsConfig,
+    pub oidc: OidcSection,
+    pub presence: PresenceConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +137,187 @@ pub struct LogConfig {
     pub audit_file: String,
 }
 
+/// Sign-in through an OpenID Connect provider (Microsoft Entra ID or any
+/// other). Off while `issuer` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcSection {
+    /// The issuer ID tokens carry, e.g. `https://login.microsoftonline.com/<tenant id>/v2.0`;
+    /// for Entra's multi-tenant apps the template
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0` (then `tid` is
+    /// substituted and checked, and `discovery_url` is required).
+    pub issuer: String,
+    /// Default: `<issuer>/.well-known/openid-configuration`.
+    pub discovery_url: String,
+    pub client_id: String,
+    /// Empty for a public client (PKCE alone).
+    pub client_secret: String,
+    /// `https://<this server>/api/v1/auth/oidc/callback`, as registered.
+    pub redirect_url: String,
+    pub scopes: Vec<String>,
+    /// Tenants (`tid`) accepted with a templated issuer; empty = any.
+    pub allowed_tenants: Vec<String>,
+    /// A user must be in at least one of these groups (ids as the `groups`
+    /// claim lists them); empty = no group rule.
+    pub required_groups: Vec<String>,
+    pub groups_overage: GroupsOverage,
+    /// What an identity seen for the first time gets.
+    pub provisioning: Provisioning,
+    /// The claim that suggests a new account's username.
+    pub username_claim: String,
+    /// The claim that holds the display name (kept up to date at each sign-in).
+    pub display_name_claim: String,
+    /// What the login page's button says.
+    pub button_text: String,
+    /// How long a started sign-in may take.
+    pub login_timeout_secs: u64,
+    /// Clock difference tolerated on the token's `exp` and `iat`.
+    pub clock_skew_secs: u64,
+    /// The provider's metadata and keys are read again this often (and
+    /// at once, rate-limited, when a token names an unknown key).
+    pub refresh_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provisioning {
+    /// A first sign-in creates an account (no password).
+    #[default]
+    Create,
+    /// Only identities already bound to an account may sign in.
+    Refuse,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// A connected user with no activity for this long shows as away.
+    pub away_after_secs: u64,
+    /// Each node writes its heartbeat this often…
+    pub heartbeat_secs: u64,
+    /// …and a node silent for this long is dead: its sockets no longer
+    /// count.
+    pub node_timeout_secs: u64,
+}
+
+impl OidcSection {
+    pub fn enabled(&self) -> bool {
+        !self.issuer.is_empty()
+    }
+
+    /// The client configuration; call only when [`Self::enabled`].
+    pub fn client_config(&self) -> OidcConfig {
+        let mut c = OidcConfig::new(
+            &self.issuer,
+            &self.client_id,
+            Some(self.client_secret.as_str()).filter(|s| !s.is_empty()),
+            &self.redirect_url,
+        );
+        c.discovery_url = Some(self.discovery_url.clone()).filter(|s| !s.is_empty());
+        c.scopes = self.scopes.clone();
+        c.allowed_tenants = self.allowed_tenants.clone();
+        c.groups_overage = self.groups_overage;
+        c.login_timeout_secs = self.login_timeout_secs;
+        c.clock_skew_secs = self.clock_skew_secs;
+        c.username_claim = self.username_claim.clone();
+        c.display_name_claim = self.display_name_claim.clone();
+        c
+    }
+
+    fn validate(&self, errors: &mut Vec<String>) {
+        if !self.enabled() {
+            if !self.client_id.is_empty() || !self.redirect_url.is_empty() {
+                errors.push(
+                    "oidc.issuer is required when oidc.client_id or oidc.redirect_url is set"
+                        .into(),
+                );
+            }
+            return;
+        }
+        let http_url = |u: &str| {
+            openidconnect::url::Url::parse(u)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        };
+        let templated = self.issuer.contains(crate::oidc::TENANT_PLACEHOLDER);
+        if !http_url(
+            &self
+                .issuer
+                .replace(crate::oidc::TENANT_PLACEHOLDER, "tenant"),
+        ) {
+            errors.push(format!(
+                "oidc.issuer {:?} is not an http(s) URL",
+                self.issuer
+            ));
+        }
+        if templated && self.discovery_url.is_empty() {
+            errors.push("oidc.discovery_url is required with a {tenantid} issuer".into());
+        }
+        if !self.discovery_url.is_empty() && !http_url(&self.discovery_url) {
+            errors.push(format!(
+                "oidc.discovery_url {:?} is not an http(s) URL",
+                self.discovery_url
+            ));
+        }
+        if self.client_id.is_empty() {
+            errors.push("oidc.client_id is required".into());
+        }
+        if !http_url(&self.redirect_url) {
+            errors.push(format!(
+                "oidc.redirect_url {:?} is not an http(s) URL",
+                self.redirect_url
+            ));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            errors.push("oidc.scopes must include \"openid\"".into());
+        }
+        if !self.allowed_tenants.is_empty() && !templated {
+            errors.push("oidc.allowed_tenants applies only to a {tenantid} issuer".into());
+        }
+        if self.username_claim.is_empty() || self.display_name_claim.is_empty() {
+            errors.push("oidc.username_claim and oidc.display_name_claim must name claims".into());
+        }
+        if !(30..=3600).contains(&self.login_timeout_secs) {
+            errors.push("oidc.login_timeout_secs must be between 30 and 3600".into());
+        }
+        if self.refresh_secs < 60 {
+            errors.push("oidc.refresh_secs must be at least 60".into());
+        }
+    }
+}
+
+impl Default for OidcSection {
+    fn default() -> Self {
+        OidcSection {
+            issuer: String::new(),
+            discovery_url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            redirect_url: String::new(),
+            scopes: ["openid", "profile", "email"].map(String::from).to_vec(),
+            allowed_tenants: Vec::new(),
+            required_groups: Vec::new(),
+            groups_overage: GroupsOverage::Refuse,
+            provisioning: Provisioning::Create,
+            username_claim: "preferred_username".into(),
+            display_name_claim: "name".into(),
+            button_text: "Sign in with single sign-on".into(),
+            login_timeout_secs: 600,
+            clock_skew_secs: 120,
+            refresh_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            away_after_secs: 5 * 60,
+            heartbeat_secs: 10,
+            node_timeout_secs: 45,
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -198,7 +383,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "database",
     "auth",
@@ -206,6 +391,8 @@ const SECTIONS: [&str; 7] = [
     "events",
     "log",
     "integrations",
+    "oidc",
+    "presence",
 ];
 
 impl Config {
@@ -255,6 +442,8 @@ impl Config {
             events: section(fig, "events", &mut errors),
             log: section(fig, "log", &mut errors),
             integrations: section(fig, "integrations", &mut errors),
+            oidc: section(fig, "oidc", &mut errors),
+            presence: section(fig, "presence", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
@@ -338,6 +527,16 @@ impl Config {
         if self.server.node_id.is_empty() || self.server.node_id.len() > 64 {
             errors.push("server.node_id must be 1 to 64 characters".into());
         }
+        self.oidc.validate(&mut errors);
+        let p = &self.presence;
+        if p.heartbeat_secs == 0 || p.node_timeout_secs < 2 * p.heartbeat_secs {
+            errors.push(
+                "presence.heartbeat_secs must be positive and presence.node_timeout_secs at least twice it".into(),
+            );
+        }
+        if p.away_after_secs == 0 {
+            errors.push("presence.away_after_secs must be positive".into());
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             errors.push(format!("log.filter {:?}: {e}", self.log.filter));
         }
@@ -396,6 +595,35 @@ mod tests {
             "{errors:#?}"
         );
         assert_eq!(errors.len(), 5, "{errors:#?}");
+    }
+
+    #[test]
+    fn oidc_mistakes_are_reported_with_the_others() {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "[oidc]\nissuer = \"https://login.microsoftonline.com/{tenantid}/v2.0\"\nredirect_url = \"/callback\"\nscopes = [\"profile\"]\n[presence]\nheartbeat_secs = 10\nnode_timeout_secs = 5\n",
+        ));
+        let errors = Config::from_figment(&fig).unwrap_err();
+        for want in [
+            "oidc.discovery_url",
+            "oidc.client_id",
+            "oidc.redirect_url",
+            "openid",
+            "presence.heartbeat_secs",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{want}: {errors:#?}"
+            );
+        }
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[oidc]\nprovisioning = \"maybe\"\n"));
+        let errors = Config::from_figment(&fig).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("maybe")), "{errors:#?}");
+        // Off by default, and a client id without an issuer is a mistake.
+        assert!(!Config::default().oidc.enabled());
+        let mut c = Config::default();
+        c.oidc.client_id = "enclave".into();
+        assert!(c.validate().unwrap_err()[0].contains("oidc.issuer"));
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub enum AppError {
     RateLimited(u64),
     #[error("the server is not ready")]
     Unavailable,
+    /// A refusal with its own stable code (sign-in refusals, mostly).
+    #[error("{message}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
     /// Input refused for a reason with its own code (400).
@@ -58,6 +65,14 @@ struct Body<'a> {
 }
 
 impl AppError {
+    pub fn refused(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Refused {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(e.into())
     }
@@ -76,6 +91,7 @@ impl AppError {
             AppError::Locked => StatusCode::LOCKED,
             AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Refused { status, .. } => *status,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,6 +112,7 @@ impl AppError {
             AppError::Locked => "account_locked",
             AppError::RateLimited(_) => "rate_limited",
             AppError::Unavailable => "unavailable",
+            AppError::Refused { code, .. } => code,
             AppError::Internal(_) => "internal",
             AppError::Invalid(code, _) => code,
         }

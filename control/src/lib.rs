@@ -29,6 +29,7 @@ pub mod delivery;
 pub mod error;
 pub mod metrics;
 pub mod oidc;
+pub mod presence;
 pub mod storage;
 pub mod ws;
 
@@ -61,6 +62,11 @@ pub struct AppState {
     pub deliveries: Arc<delivery::Wake>,
     /// Posts per incoming webhook per minute, on this node.
     pub hook_limiter: Arc<RateLimiter>,
+    /// The configured identity provider, when `[oidc]` is set.
+    pub oidc: Option<Arc<oidc::Provider>>,
+    /// This process among the nodes (presence): the configured node id
+    /// and a random part, so a restarted node is a new one.
+    pub node_instance: String,
     draining: Arc<AtomicBool>,
 }
 
@@ -72,7 +78,15 @@ impl AppState {
         let hook_limiter = Arc::new(RateLimiter::per_minute(
             config.integrations.incoming_rate_per_minute,
         ));
+        let oidc = config.oidc.enabled().then(|| {
+            let states =
+                db::identities::DbLoginStates::new(db.clone(), config.oidc.login_timeout_secs);
+            Arc::new(oidc::Provider::new(config.oidc.clone(), Arc::new(states)))
+        });
+        let node_instance = format!("{}/{}", config.server.node_id, &db::new_id()[..10]);
         AppState {
+            oidc,
+            node_instance,
             config: Arc::new(config),
             db,
             clock,
@@ -86,9 +100,26 @@ impl AppState {
         }
     }
 
-    /// Starts this node's event dispatcher (bus wake-ups → sockets).
+    /// Starts this node's background work in one task (aborting it stops
+    /// all of it): the event dispatcher (bus wake-ups → sockets), the
+    /// ephemeral dispatcher (typing, presence → sockets), the presence
+    /// heartbeat, and the identity provider's metadata refresh.
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(ws::dispatch(self.clone()))
+        let s = self.clone();
+        tokio::spawn(async move {
+            let oidc = async {
+                match &s.oidc {
+                    Some(p) => oidc::refresh_loop(p.clone()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::join!(
+                ws::dispatch(s.clone()),
+                ws::dispatch_ephemeral(s.clone()),
+                presence::run(s.clone()),
+                oidc,
+            );
+        })
     }
 
     /// Tells every node (this one included) that new events are committed.

@@ -70,7 +70,8 @@ async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
-/// The next JSON message (pings are skipped); panics after 5 s.
+/// The next JSON message (pings, and presence changes, which
+/// tests/presence.rs covers, are skipped); panics after 5 s.
 async fn next(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -79,7 +80,12 @@ async fn next(ws: &mut Ws) -> Value {
             .expect("socket open")
             .expect("no socket error");
         match msg {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] != "presence" {
+                    return v;
+                }
+            }
             Message::Close(f) => return json!({"type": "__closed", "frame": format!("{f:?}")}),
             _ => continue,
         }

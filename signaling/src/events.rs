@@ -131,7 +131,10 @@ pub enum CloseReason {
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     Online,
+    /// Connected but idle, or set by the user.
     Away,
+    /// Do not disturb: connected, set by the user.
+    Dnd,
     Offline,
 }
 

@@ -61,7 +61,7 @@ pub struct LoginResponse {
     pub expires_at: i64,
 }
 
-fn session_cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
+pub fn session_cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
     let secure = if state.config.auth.cookie_secure {
         "; Secure"
     } else {
@@ -145,14 +145,51 @@ pub async fn login(
         }
         return Err(AppError::InvalidCredentials);
     }
+    if creds.disabled {
+        state.metrics.logins.with_label_values(&["disabled"]).inc();
+        audit::record("login", &actor, "disabled", "");
+        return Err(account_disabled());
+    }
     users::record_success(&state.db, &creds.user.id).await?;
+    let (login, cookies) = start_session(&state, &client, creds.user, "password").await?;
+    let mut resp = Json(login).into_response();
+    for c in cookies {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(resp)
+}
+
+pub fn account_disabled() -> AppError {
+    AppError::refused(
+        StatusCode::FORBIDDEN,
+        "account_disabled",
+        "this account is disabled",
+    )
+}
+
+/// The cookie that hands a browser its CSRF token when the login is a
+/// redirect (single sign-on) rather than a JSON answer: readable by our own
+/// pages' scripts (not HttpOnly), never sent as a credential. Writes still
+/// need the value in `X-CSRF-Token`, which another site cannot read.
+pub const CSRF_COOKIE: &str = "enclave_csrf";
+
+/// Opens a session for `user` (any login method): records it, audits it,
+/// and returns the login answer with the cookies to set (the session
+/// cookie first).
+pub async fn start_session(
+    state: &AppState,
+    client: &Client,
+    user: User,
+    method: &str,
+) -> Result<(LoginResponse, Vec<HeaderValue>), AppError> {
+    let now = state.clock.now_ms();
     let token = random_secret("");
     let csrf = random_secret("");
     let lifetime = state.config.auth.absolute_lifetime_secs;
     let s = sessions::create(
         &state.db,
         NewSession {
-            user_id: &creds.user.id,
+            user_id: &user.id,
             token_hash: &hash_secret(&token),
             csrf_token: &csrf,
             expires_at: now + lifetime as i64 * 1000,
@@ -163,17 +200,46 @@ pub async fn login(
     )
     .await?;
     state.metrics.logins.with_label_values(&["success"]).inc();
-    audit::record("login", &actor, "success", &format!("session {}", s.id));
-    let mut resp = Json(LoginResponse {
-        user: creds.user,
-        session_id: s.id,
-        csrf_token: csrf,
-        expires_at: s.expires_at,
-    })
-    .into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&state, &token, lifetime));
-    Ok(resp)
+    audit::record(
+        "login",
+        &Actor {
+            user_id: &user.id,
+            username: &user.username,
+            ip: &client.ip,
+        },
+        "success",
+        &format!("{method}, session {}", s.id),
+    );
+    let cookies = vec![
+        session_cookie(state, &token, lifetime),
+        plain_cookie(state, CSRF_COOKIE, &csrf, "/", lifetime),
+    ];
+    Ok((
+        LoginResponse {
+            user,
+            session_id: s.id,
+            csrf_token: csrf,
+            expires_at: s.expires_at,
+        },
+        cookies,
+    ))
+}
+
+/// A `SameSite=Lax` cookie scripts may read (not HttpOnly).
+pub fn plain_cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: u64,
+) -> HeaderValue {
+    let secure = if state.config.auth.cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let v = format!("{name}={value}; Path={path}; SameSite=Lax; Max-Age={max_age_secs}{secure}");
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 pub async fn logout(
@@ -201,6 +267,10 @@ pub async fn logout(
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&state, "", 0));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        plain_cookie(&state, CSRF_COOKIE, "", "/", 0),
+    );
     Ok(resp)
 }
 

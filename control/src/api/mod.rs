@@ -8,9 +8,11 @@ pub mod bots;
 pub mod channels;
 pub mod hooks;
 pub mod json;
+pub mod oidc;
 pub mod openapi;
 pub mod ops;
 pub mod posts;
+pub mod presence;
 pub mod teams;
 pub mod users;
 pub mod webhooks;
@@ -25,6 +27,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/methods", get(oidc::methods))
+        .route("/auth/oidc/login", get(oidc::login))
+        .route("/auth/oidc/callback", get(oidc::callback))
         .route("/users", post(users::create))
         .route("/users/me", get(auth::me))
         .route("/users/me/password", put(auth::change_password))
@@ -43,6 +48,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/me/channels", get(channels::mine))
         .route("/users/me/unreads", get(channels::unreads))
+        .route(
+            "/users/me/status",
+            get(presence::mine).put(presence::set_mine),
+        )
+        .route("/users/status", get(presence::statuses))
         .route("/users/{id}", get(users::get))
         .route("/teams", get(teams::mine).post(teams::create))
         .route("/teams/{id}", get(teams::get))

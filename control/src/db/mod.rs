@@ -11,14 +11,16 @@
 //! `migrations/sqlite`, which are embedded in the binary.
 //!
 //! Query modules own one aggregate each: [`users`], [`sessions`],
-//! [`teams`], [`channels`], [`posts`], [`events`], [`bots`], [`webhooks`]
-//! and the outgoing-webhook [`outbox`].
+//! [`teams`], [`channels`], [`posts`], [`events`], [`bots`], [`webhooks`],
+//! the outgoing-webhook [`outbox`], [`identities`] and [`presence`].
 
 pub mod bots;
 pub mod channels;
 pub mod events;
+pub mod identities;
 pub mod outbox;
 pub mod posts;
+pub mod presence;
 pub mod sessions;
 pub mod teams;
 pub mod users;
@@ -80,6 +82,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "integrations",
         include_str!("../../migrations/postgres/0004_integrations.sql"),
     ),
+    (
+        5,
+        "identity_presence",
+        include_str!("../../migrations/postgres/0005_identity_presence.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -91,6 +98,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "integrations",
         include_str!("../../migrations/sqlite/0004_integrations.sql"),
+    ),
+    (
+        5,
+        "identity_presence",
+        include_str!("../../migrations/sqlite/0005_identity_presence.sql"),
     ),
 ];
 

@@ -54,6 +54,8 @@ pub struct Credentials {
     pub password_hash: Option<String>,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
+    /// Switched off by an operator: no login of any kind.
+    pub disabled: bool,
 }
 
 pub struct NewUser<'a> {
@@ -134,7 +136,7 @@ pub async fn get(db: &Db, id: &str) -> DbResult<User> {
 pub async fn by_username(db: &Db, username: &str) -> DbResult<Option<Credentials>> {
     let row = sqlx::query(
         "SELECT id, username, email, display_name, system_role, created_at,
-                password_hash, failed_logins, locked_until
+                password_hash, failed_logins, locked_until, disabled_at
          FROM users WHERE username = $1 AND deleted_at IS NULL",
     )
     .bind(username)
@@ -146,6 +148,7 @@ pub async fn by_username(db: &Db, username: &str) -> DbResult<Option<Credentials
             password_hash: row.try_get("password_hash")?,
             failed_logins: row.try_get("failed_logins")?,
             locked_until: row.try_get("locked_until")?,
+            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         })
     })
     .transpose()

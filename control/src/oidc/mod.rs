@@ -22,6 +22,7 @@
 //! query parameters.
 
 pub mod http;
+mod provider;
 mod state;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 pub use http::{HttpClient, HttpError};
+pub use provider::{Provider, refresh_loop};
 pub use state::{LoginStateStore, MemoryLoginStates, PendingLogin, StateStoreError};
 
 /// The placeholder in a multi-tenant issuer.
@@ -87,6 +89,12 @@ pub struct OidcConfig {
     /// Clock difference tolerated on `exp` and `iat`, in seconds.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_secs: u64,
+    /// The ID token claim that suggests a username for a new account.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The ID token claim that holds the user's display name.
+    #[serde(default = "default_display_name_claim")]
+    pub display_name_claim: String,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -97,6 +105,12 @@ fn default_login_timeout() -> u64 {
 }
 fn default_clock_skew() -> u64 {
     120
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_display_name_claim() -> String {
+    "name".into()
 }
 
 impl OidcConfig {
@@ -117,6 +131,8 @@ impl OidcConfig {
             groups_overage: GroupsOverage::Refuse,
             login_timeout_secs: default_login_timeout(),
             clock_skew_secs: default_clock_skew(),
+            username_claim: default_username_claim(),
+            display_name_claim: default_display_name_claim(),
         }
     }
 
@@ -136,7 +152,11 @@ pub struct ExternalIdentity {
     pub subject: String,
     /// For display and contact only: mutable, never an identity.
     pub email: Option<String>,
+    /// The configured display-name claim (`name` by default).
     pub name: Option<String>,
+    /// The configured username claim (`preferred_username` by default): a
+    /// suggestion for a new account's username, nothing more.
+    pub username: Option<String>,
     /// Group ids; empty when the token had none (or, with
     /// [`GroupsOverage::NoGroups`], did not list them).
     pub groups: Vec<String>,
@@ -396,15 +416,23 @@ impl IdTokenValidator {
             .oid
             .clone()
             .unwrap_or_else(|| claims.subject().as_str().to_owned());
+        // The signature is verified above, so the payload can be read as is
+        // for the claims whose names are configured.
+        let raw = jwt_payload(id_token).unwrap_or_default();
+        let string_claim = |name: &str| {
+            raw.get(name)
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         Ok(ExternalIdentity {
             issuer: iss,
             tenant: tid,
             subject,
             email: claims.email().map(|e| e.as_str().to_owned()),
-            name: claims
-                .name()
-                .and_then(|n| n.get(None))
-                .map(|n| n.as_str().to_owned()),
+            name: string_claim(&self.config.display_name_claim),
+            username: string_claim(&self.config.username_claim),
             groups,
         })
     }
@@ -435,18 +463,26 @@ fn is_guid(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Part `n` of a compact JWT, decoded as a JSON object.
+fn jwt_part(jwt: &str, n: usize) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(n)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    match serde_json::from_slice::<serde_json::Value>(&bytes).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
 /// The `kid` in a compact JWT's header, if any.
 fn jwt_kid(jwt: &str) -> Option<String> {
-    use base64::Engine as _;
-    let header = jwt.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()?
-        .get("kid")?
-        .as_str()
-        .map(str::to_owned)
+    jwt_part(jwt, 0)?.get("kid")?.as_str().map(str::to_owned)
+}
+
+fn jwt_payload(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    jwt_part(jwt, 1)
 }
 
 /// Where to send the browser, and the `state` it will come back with.

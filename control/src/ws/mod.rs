@@ -8,6 +8,10 @@
 //! (current channel or team members, or the one user) and queues it on
 //! their sockets.
 //!
+//! Ephemeral messages (typing, presence) come over the bus from any node
+//! ([`dispatch_ephemeral`]); each node resolves their audience for the
+//! sockets it holds.
+//!
 //! Backpressure, per socket ([`socket`]): durable events go to a bounded
 //! queue of `events.socket_queue`; if it is full the socket is closed with
 //! `too_slow` — the client resumes from its last seq and loses nothing. An
@@ -26,8 +30,9 @@ use signaling::events::CloseReason;
 use tokio::sync::{mpsc, watch};
 
 use crate::AppState;
+use crate::bus::Audience;
 use crate::db::events::{self, StoredEvent};
-use crate::db::{channels, teams};
+use crate::db::{channels, presence, teams};
 use crate::metrics::Metrics;
 
 /// The dispatcher reads the log at least this often, wake-up or not.
@@ -242,6 +247,44 @@ async fn readers(state: &AppState, ev: &StoredEvent) -> Result<Vec<String>, crat
         return teams::member_ids(&state.db, t).await;
     }
     Ok(Vec::new())
+}
+
+/// This node's dispatcher of ephemeral messages: runs until aborted.
+/// Messages it cannot keep up with are dropped (counted), never queued
+/// without bound.
+pub async fn dispatch_ephemeral(state: AppState) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = state.bus.subscribe_ephemeral();
+    loop {
+        let msg = match rx.recv().await {
+            Ok(m) => m,
+            Err(RecvError::Lagged(n)) => {
+                state
+                    .metrics
+                    .events_dropped
+                    .with_label_values(&["ephemeral_lagged"])
+                    .inc_by(n);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if !state.hub.connected_users() {
+            continue;
+        }
+        let users = match &msg.audience {
+            Audience::Channel { channel_id } => channels::member_ids(&state.db, channel_id).await,
+            Audience::Contacts { user_id } => presence::contacts(&state.db, user_id).await,
+        };
+        match users {
+            Ok(users) => state.hub.deliver_ephemeral(
+                &users,
+                msg.except_conn.as_deref().unwrap_or(""),
+                msg.message.as_str().into(),
+                &msg.kind,
+            ),
+            Err(e) => tracing::debug!(error = %e, "ephemeral message dropped: audience unknown"),
+        }
+    }
 }
 
 /// This node's dispatcher: runs until aborted.

@@ -17,8 +17,10 @@ use signaling::events::{
 use super::Conn;
 use crate::AppState;
 use crate::auth::{AuthVia, CurrentUser};
+use crate::bus::{Audience, Ephemeral};
 use crate::db::{channels, events, new_id, sessions, teams};
 use crate::error::AppError;
+use crate::presence;
 
 /// A client must say hello within this long.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -226,8 +228,16 @@ async fn serve(mut socket: WebSocket, state: AppState, user: CurrentUser) -> any
     // Register before reading the log: anything committed after the read
     // arrives live, anything before is in the replay; seq filters overlap.
     state.hub.register(conn.clone());
+    if let Err(e) = presence::connected(&state, &conn.id, user.id()).await {
+        tracing::warn!(error = %e, "presence: recording a socket failed");
+    }
     let result = run_socket(&mut socket, &state, &user, &conn, &mut rx, resume).await;
     state.hub.unregister(&conn);
+    if let Err(e) = presence::disconnected(&state, &conn.id, user.id()).await {
+        // The row goes with this node's heartbeat if it stops; until then
+        // the user may show as connected.
+        tracing::warn!(error = %e, "presence: removing a socket failed");
+    }
     result
 }
 
@@ -373,25 +383,25 @@ async fn handle_client(
             if typing_window.1 > TYPING_PER_SEC {
                 return Ok(());
             }
-            // Typing reaches the channel's members on this node only; other
-            // nodes' sockets do not see it yet (the bus carries durable
-            // events only).
             if channels::membership_of(&state.db, &channel_id, user.id())
                 .await?
                 .is_none()
             {
                 return Ok(());
             }
-            let members = channels::member_ids(&state.db, &channel_id).await?;
+            presence::activity(state, user.id()).await?;
+            // Through the bus: the channel's members on every node get it.
             let msg = ServerMessage::Typing {
-                channel_id,
+                channel_id: channel_id.clone(),
                 user_id: user.id().to_owned(),
                 root_id,
             };
-            let json: Arc<str> = serde_json::to_string(&msg).unwrap_or_default().into();
-            state
-                .hub
-                .deliver_ephemeral(&members, &conn.id, json, "typing");
+            state.bus.publish_ephemeral(Ephemeral {
+                audience: Audience::Channel { channel_id },
+                except_conn: Some(conn.id.clone()),
+                kind: "typing".into(),
+                message: serde_json::to_string(&msg).unwrap_or_default(),
+            });
         }
     }
     Ok(())
