@@ -313,6 +313,20 @@ async fn incoming_webhooks_post_into_their_channel(app: TestApp) {
     ))
     .await
     .unwrap();
+    // Events reach a socket from its hello answer on: post only after it.
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the hello answer within 5 s")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "hello" {
+                break;
+            }
+        }
+    }
 
     let r = hook_post(
         &app,
