@@ -10,107 +10,19 @@
 //! unless `ENCLAVE_REQUIRE_SERVICES=1`, which makes that a failure.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use control::oidc::{Callback, MemoryLoginStates, OidcClient, OidcConfig, OidcError};
 use http_body_util::{BodyExt as _, Full};
-use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt as _;
+use serde_json::json;
 
 const REDIRECT: &str = "http://127.0.0.1:18099/oidc/callback";
 
-struct Provider {
-    issuer: String,
-    child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/idp.rs"]
+mod idp;
 
-impl Provider {
-    /// Stops the process and waits until it has exited (its port is free).
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
-
-fn idp_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/idp")
-}
-
-/// Starts a provider with `extra` merged into the base configuration, or
-/// `None` (skipped) when node or the package is missing.
-async fn provider(extra: Value) -> Option<Provider> {
-    let node = std::env::var("ENCLAVE_NODE").unwrap_or_else(|_| "node".into());
-    let installed = idp_dir()
-        .join("node_modules/oidc-provider/package.json")
-        .exists();
-    let has_node = std::process::Command::new(&node)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !installed || !has_node {
-        let msg = format!(
-            "OpenID Connect provider unavailable ({}): run scripts/setup",
-            if has_node {
-                "tests/idp/node_modules missing"
-            } else {
-                "no node"
-            }
-        );
-        if std::env::var("ENCLAVE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{msg}; ENCLAVE_REQUIRE_SERVICES=1 makes this a failure");
-        }
-        // Straight to stderr: libtest captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED (OIDC test): {msg}\n").as_bytes(),
-        );
-        return None;
-    }
-    let mut config = json!({
-        "clients": [
-            {"client_id": "enclave", "client_secret": "enclave-secret", "redirect_uris": [REDIRECT]},
-            {"client_id": "enclave-public", "token_endpoint_auth_method": "none", "redirect_uris": [REDIRECT]},
-        ],
-        "keys": [{"kid": "enclave-test", "pem": include_str!("fixtures/oidc_test_rsa.pem")}],
-        "accounts": {
-            "alice": {"email": "alice@example.test", "name": "Alice Example", "groups": ["staff", "ops"]},
-        },
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("provider.json");
-    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    let mut child = tokio::process::Command::new(node)
-        .arg(idp_dir().join("provider.mjs"))
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the provider");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        tokio::io::BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .expect("provider did not start within 30 s")
-    .unwrap();
-    let ready: Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
-    Some(Provider {
-        issuer: ready["issuer"].as_str().unwrap().to_owned(),
-        child,
-        _dir: dir,
-    })
-}
+use idp::{Provider, free_port};
 
 async fn client(p: &Provider, client_id: &str, secret: Option<&str>) -> OidcClient {
     let mut config = OidcConfig::new(&p.issuer, client_id, secret, REDIRECT);
@@ -239,7 +151,7 @@ async fn login(rp: &OidcClient) -> Callback {
 
 #[tokio::test]
 async fn login_with_authorization_code_and_pkce() {
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -268,7 +180,7 @@ async fn login_with_authorization_code_and_pkce() {
 
 #[tokio::test]
 async fn public_client_logs_in_with_pkce_alone() {
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = client(&p, "enclave-public", None).await;
@@ -282,7 +194,7 @@ async fn public_client_logs_in_with_pkce_alone() {
 #[tokio::test]
 async fn wrong_issuer_is_refused() {
     // The provider's metadata names another issuer than configured.
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let mut config = OidcConfig::new(
@@ -298,7 +210,11 @@ async fn wrong_issuer_is_refused() {
     assert!(matches!(err, OidcError::WrongIssuer(_)), "{err}");
 
     // The ID token names another issuer than the provider.
-    let Some(p) = provider(json!({"id_token_overrides": {"iss": "http://127.0.0.1:9/evil"}})).await
+    let Some(p) = idp::provider(
+        REDIRECT,
+        json!({"id_token_overrides": {"iss": "http://127.0.0.1:9/evil"}}),
+    )
+    .await
     else {
         return;
     };
@@ -308,7 +224,7 @@ async fn wrong_issuer_is_refused() {
     assert!(matches!(err, OidcError::WrongIssuer(_)), "{err}");
 
     // The callback says another provider answered (RFC 9207 mix-up).
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -320,7 +236,12 @@ async fn wrong_issuer_is_refused() {
 
 #[tokio::test]
 async fn wrong_audience_is_refused() {
-    let Some(p) = provider(json!({"id_token_overrides": {"aud": "some-other-app"}})).await else {
+    let Some(p) = idp::provider(
+        REDIRECT,
+        json!({"id_token_overrides": {"aud": "some-other-app"}}),
+    )
+    .await
+    else {
         return;
     };
     let rp = confidential(&p).await;
@@ -331,7 +252,7 @@ async fn wrong_audience_is_refused() {
 
 #[tokio::test]
 async fn expired_id_token_is_refused() {
-    let Some(p) = provider(json!({"id_token_expired": true})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({"id_token_expired": true})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -342,7 +263,11 @@ async fn expired_id_token_is_refused() {
 
 #[tokio::test]
 async fn bad_nonce_is_refused() {
-    let Some(p) = provider(json!({"id_token_overrides": {"nonce": "not-the-login-nonce"}})).await
+    let Some(p) = idp::provider(
+        REDIRECT,
+        json!({"id_token_overrides": {"nonce": "not-the-login-nonce"}}),
+    )
+    .await
     else {
         return;
     };
@@ -354,7 +279,7 @@ async fn bad_nonce_is_refused() {
 
 #[tokio::test]
 async fn replayed_code_is_refused() {
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -378,7 +303,7 @@ async fn replayed_code_is_refused() {
 
 #[tokio::test]
 async fn state_mismatch_is_refused() {
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -409,7 +334,7 @@ async fn state_mismatch_is_refused() {
 
 #[tokio::test]
 async fn provider_error_in_callback_is_reported() {
-    let Some(p) = provider(json!({})).await else {
+    let Some(p) = idp::provider(REDIRECT, json!({})).await else {
         return;
     };
     let rp = confidential(&p).await;
@@ -430,12 +355,8 @@ async fn provider_error_in_callback_is_reported() {
 #[tokio::test]
 async fn rotated_signing_key_is_fetched_on_demand() {
     // The same provider restarted on the same port with a new signing key.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Some(before) = provider(json!({"port": port})).await else {
+    let port = free_port();
+    let Some(before) = idp::provider(REDIRECT, json!({"port": port})).await else {
         return;
     };
     let rp = confidential(&before).await;
@@ -443,7 +364,7 @@ async fn rotated_signing_key_is_fetched_on_demand() {
     before.stop().await;
     let rotated =
         json!([{"kid": "rotated-key", "pem": include_str!("fixtures/oidc_other_rsa.pem")}]);
-    let Some(after) = provider(json!({"port": port, "keys": rotated})).await else {
+    let Some(after) = idp::provider(REDIRECT, json!({"port": port, "keys": rotated})).await else {
         return;
     };
     assert_eq!(after.issuer, issuer);
