@@ -211,10 +211,20 @@ impl Sfu {
                 .env("RTCD_RTC__WORKERS", opts.workers.to_string())
                 .env("RTCD_RTC__BATCHING", opts.batching.to_string())
                 .env("RTCD_RTC__CONNECT_TIMEOUT_SECS", "60")
-                .env("RTCD_LOG__FILTER", "warn")
+                // `BENCH_RTCD_LOG` (a tracing filter) diagnoses a run, e.g.
+                // `is=debug,str0m=debug` for ICE and DTLS of every session.
+                .env(
+                    "RTCD_LOG__FILTER",
+                    std::env::var("BENCH_RTCD_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .env("RTCD_DRAIN__DEADLINE_SECS", "1")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                // rtcd logs to stdout: keep it when a log filter was asked for.
+                .stdout(if std::env::var_os("BENCH_RTCD_LOG").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
                 .stderr(Stdio::inherit());
             if let Some(cpus) = opts.cpus.clone() {
                 use std::os::unix::process::CommandExt as _;

@@ -578,6 +578,9 @@ impl Worker {
 
     fn join(&mut self, now: Instant, spec: JoinSpec) -> anyhow::Result<()> {
         let mut udp = UdpConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        // Never SO_REUSEADDR: with it, port 0 can hand two participants the
+        // same port, and one of them then never connects.
+        udp.reuse_address = false;
         udp.recv_buffer_size = self.socket_buffer;
         udp.send_buffer_size = self.socket_buffer;
         let socket = MediaSocket::bind(&udp)?;

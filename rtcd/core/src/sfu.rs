@@ -487,6 +487,7 @@ impl Sfu {
             )));
         }
         let ufrag = new_ufrag(self.config.worker);
+        tracing::debug!(session = %session_id, %ufrag, "session created");
         let rtc = self.build_rtc(now, &ufrag);
         let key = self.next_key;
         self.next_key += 1;
@@ -785,8 +786,10 @@ impl Sfu {
         if new_path {
             // Only a STUN request that the session accepts (its ufrag) opens a path.
             if !s.rtc.accepts(&input) {
+                tracing::debug!(session = %s.id, source = %d.source, "STUN on a new path refused");
                 return Err(DropReason::Rejected);
             }
+            tracing::debug!(session = %s.id, source = %d.source, "new path");
             s.remote_addrs.push((d.proto, d.source));
             self.demux.learn(d.proto, d.source, key);
         }

@@ -42,15 +42,21 @@ pub struct UdpConfig {
     /// those cannot report the destination address on a wildcard socket, and
     /// a benchmark should differ from production in batching only.
     pub batching: bool,
-    /// Set `SO_REUSEADDR`. Default `true`.
+    /// Set `SO_REUSEADDR`. Default `false`.
     ///
     /// Beware: UDP has no TIME_WAIT, so this buys no faster restarts. What
     /// it does on Linux is let two sockets that both set it bind the very
     /// same address and port (unicast then reaches only one of them), so a
     /// second instance started on the same port succeeds and quietly takes
     /// traffic instead of failing with `EADDRINUSE`. It also lets a socket
-    /// on a specific address share the port with one on the wildcard. Set
-    /// it to `false` to have such a clash fail at bind time.
+    /// on a specific address share the port with one on the wildcard.
+    ///
+    /// Worse, with port 0 the kernel counts a port held by another
+    /// `SO_REUSEADDR` socket as free, so two such sockets can be handed the
+    /// same ephemeral port: of 300 sockets bound that way, one or two pairs
+    /// typically share a port, and each pair's peer sees one address for
+    /// two endpoints (one of them never hears back). Only set it when
+    /// sharing a port is the point.
     pub reuse_address: bool,
     /// Set `SO_REUSEPORT` (Linux only; elsewhere binding fails with
     /// `Unsupported`). [`MediaSocket::bind_group`](crate::MediaSocket::bind_group)
@@ -72,13 +78,13 @@ pub struct UdpConfig {
 }
 
 impl UdpConfig {
-    /// Batching on, 4 MiB buffers, `SO_REUSEADDR`, no `SO_REUSEPORT`,
+    /// Batching on, 4 MiB buffers, no `SO_REUSEADDR`, no `SO_REUSEPORT`,
     /// dual-stack.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             batching: true,
-            reuse_address: true,
+            reuse_address: false,
             reuse_port: false,
             only_v6: false,
             recv_buffer_size: DEFAULT_SOCKET_BUFFER,

@@ -419,3 +419,38 @@ fn buffers_and_modes_are_reported() {
     assert!(!plain.gso_active() && !plain.gro_active());
     assert_eq!(plain.max_gso_segments(), 1);
 }
+
+/// Many sockets bound to port 0 with the default config each get a port of
+/// their own. With `SO_REUSEADDR` the kernel may hand two sockets the same
+/// ephemeral port (≈ 18 pairs expected among 1000 sockets), and a peer then
+/// sees two endpoints as one address: the load generator's simulated
+/// participants failed to join that way.
+#[test]
+fn port_zero_gives_every_default_socket_its_own_port() {
+    const SOCKETS: usize = 1000;
+    let mut config = config("127.0.0.1:0", true);
+    config.recv_buffer_size = 64 * 1024;
+    config.send_buffer_size = 64 * 1024;
+    let sockets: Vec<MediaSocket> = (0..SOCKETS)
+        .map(|_| MediaSocket::bind(&config).expect("bind"))
+        .collect();
+    let mut ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(
+        ports.len(),
+        SOCKETS,
+        "{} sockets share a port with another",
+        SOCKETS - ports.len()
+    );
+}
+
+/// A second default socket on a port that is taken fails instead of
+/// quietly sharing it.
+#[test]
+fn a_taken_port_is_refused_by_default() {
+    let first = bind("127.0.0.1:0", true);
+    let err = MediaSocket::bind(&config(&first.local_addr().to_string(), true))
+        .expect_err("the port is taken");
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+}
