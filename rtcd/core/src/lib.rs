@@ -50,6 +50,7 @@ mod codec;
 mod config;
 mod demux;
 mod fanout;
+mod fasthash;
 mod negotiation;
 mod routing;
 mod session;

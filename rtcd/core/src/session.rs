@@ -15,6 +15,7 @@ use str0m::rtp::Ssrc;
 
 use crate::demux::SessionKey;
 use crate::fanout::{Rewriter, pick_layer, rank_layers};
+use crate::fasthash::FastMap;
 use crate::sfu::Protocol;
 use crate::vad::Vad;
 
@@ -176,7 +177,7 @@ pub(crate) struct Session {
     pub screen_enabled: bool,
     pub inputs: Vec<InTrack>,
     pub ssrc_map: HashMap<Ssrc, (usize, usize)>,
-    pub outputs: HashMap<Mid, OutTrack>,
+    pub outputs: FastMap<Mid, OutTrack>,
     /// What the client said each of its m-lines carries.
     pub declared: HashMap<String, TrackSource>,
     pub remote_described: bool,

@@ -19,6 +19,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 use crate::call::Call;
 use crate::config::CoreConfig;
 use crate::demux::{Demux, SessionKey, new_ice_password, new_ufrag};
+use crate::fasthash::FastMap;
 use crate::session::{Connectivity, Session, SessionKind};
 use crate::stats::{CoreStats, DropReason, MediaClass};
 use crate::timers::Timers;
@@ -156,7 +157,7 @@ pub(crate) enum Action {
 
 pub struct Sfu {
     pub(crate) config: CoreConfig,
-    pub(crate) sessions: HashMap<SessionKey, Session>,
+    pub(crate) sessions: FastMap<SessionKey, Session>,
     pub(crate) by_id: HashMap<SessionId, SessionKey>,
     pub(crate) calls: HashMap<CallId, Call>,
     demux: Demux,
@@ -175,7 +176,7 @@ impl Sfu {
     pub fn new(config: CoreConfig) -> Self {
         Sfu {
             config,
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             by_id: HashMap::new(),
             calls: HashMap::new(),
             demux: Demux::default(),
@@ -510,7 +511,7 @@ impl Sfu {
                 screen_enabled: true,
                 inputs: Vec::new(),
                 ssrc_map: HashMap::new(),
-                outputs: HashMap::new(),
+                outputs: FastMap::default(),
                 declared: HashMap::new(),
                 remote_described: false,
                 pending: None,
