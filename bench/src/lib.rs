@@ -16,9 +16,13 @@
 //! the ratios ([`compare`]); both SFUs are then measured by what their
 //! receivers got, since Janus counts nothing it forwards.
 //!
-//! Entry points: [`scenario::run`] for one scenario, the `bench` binary
-//! for the CLI.
+//! [`chat`] loads control instead: WebSocket clients in channels, posts
+//! over REST, delivery delay and exactly-once, in-order delivery.
+//!
+//! Entry points: [`scenario::run`] for one scenario, [`chat::run`] for a
+//! chat run, the `bench` binary for the CLI.
 
+pub mod chat;
 pub mod compare;
 pub mod janus;
 pub mod media;

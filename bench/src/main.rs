@@ -5,6 +5,7 @@
 //! bench run --quick                  # every scenario, small, < 2 minutes
 //! bench compare-self --scenario large-call --participants 300
 //! bench compare --scenario large-call-screen --participants 300   # rtcd vs Janus
+//! bench chat --clients 10000 --posts-per-sec 1000 --channel-members 10 --duration 30
 //! ```
 
 use std::io::Write as _;
@@ -37,6 +38,46 @@ enum Command {
     /// installed if missing) and then against rtcd, and print the ratios.
     /// Needs root: both run in a private network namespace.
     Compare(RunArgs),
+    /// Load control's chat: N WebSocket clients in channels of K members,
+    /// M posts a second; delivery delay, throughput, CPU and memory.
+    Chat(ChatArgs),
+}
+
+#[derive(Args, Clone)]
+struct ChatArgs {
+    /// WebSocket clients (one user each).
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Posts offered per second, spread round robin over the channels.
+    #[arg(long, default_value_t = 100.0)]
+    posts_per_sec: f64,
+    /// Members per channel (the clients are dealt into channels of this size).
+    #[arg(long, default_value_t = 10)]
+    channel_members: usize,
+    /// Posting window in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// The database of the control the bench starts.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    database: bench::chat::server::Database,
+    /// Load this running control (http://host:port) instead of starting
+    /// one; it needs the user `benchadmin` (system admin) with the bench's
+    /// admin password. No CPU or memory figures then.
+    #[arg(long)]
+    control_url: Option<String>,
+    /// Do not pin control and the generator to separate CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where the JSON result and the SVG plot go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Append a dated section with the figures to this Markdown file.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Before the run, wait at most this many seconds for other processes
+    /// to leave the CPUs alone (0: do not wait).
+    #[arg(long, default_value_t = 600)]
+    wait_quiet: u64,
 }
 
 #[derive(Args, Clone)]
@@ -148,6 +189,7 @@ fn main() -> ExitCode {
                 _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             }
         }),
+        Command::Chat(a) => cmd_chat(a, command_line),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -476,4 +518,126 @@ async fn cmd_compare_janus(
     Ok([&rtcd_run, &janus_run]
         .iter()
         .all(|r| bench::compare::worked(r)))
+}
+
+/// control gets the last CPU and the generator the others, when there are
+/// at least two; the generator runs one runtime thread per CPU it has.
+fn cmd_chat(a: ChatArgs, command: String) -> anyhow::Result<bool> {
+    use bench::chat::{ChatOptions, server};
+    let all = procstat::allowed_cpus();
+    let external = a.control_url.is_some();
+    let control_bin = if external {
+        None
+    } else {
+        Some(server::find_control_binary().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no control binary next to bench (build it with `cargo build --release -p control`), \
+                 and CONTROL_BIN is not set; or pass --control-url"
+            )
+        })?)
+    };
+    let (control_cpus, gen_cpus, pinning) = if !a.no_pin && !external && all.len() >= 2 {
+        let (g, c) = all.split_at(all.len() - 1);
+        (
+            Some(c.to_vec()),
+            g.to_vec(),
+            format!(
+                "control pinned to CPU {c:?}, generator to CPU {g:?}{}",
+                if a.database == server::Database::Postgres {
+                    "; PostgreSQL not pinned"
+                } else {
+                    ""
+                }
+            ),
+        )
+    } else {
+        (None, all.clone(), format!("not pinned (CPUs {all:?})"))
+    };
+    procstat::pin_current(&gen_cpus)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(gen_cpus.len().max(1))
+        .enable_all()
+        .build()?;
+    let o = ChatOptions {
+        clients: a.clients,
+        posts_per_sec: a.posts_per_sec,
+        channel_members: a.channel_members,
+        duration: Duration::from_secs(a.duration),
+        database: a.database,
+        control_url: a.control_url.clone(),
+        control_bin,
+        control_cpus,
+        gen_cpus,
+        pinning,
+        command: command.clone(),
+        wait_quiet: Duration::from_secs(a.wait_quiet),
+        progress: true,
+    };
+    let r = runtime.block_on(bench::chat::run(&o))?;
+    println!("{}", r.table());
+    let date: String = r
+        .date
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    let stem = format!(
+        "{date}-chat-{}-n{}-m{}-k{}",
+        r.database, r.clients, r.target_posts_per_sec, r.channel_members
+    );
+    r.write_files(&a.out, &stem)?;
+    println!(
+        "  files: {}/{stem}.json, {}/{stem}.svg\n",
+        a.out.display(),
+        a.out.display()
+    );
+    if let Some(path) = &a.results {
+        append_chat_results(path, &command, &r)?;
+    }
+    Ok(r.delivery.ok() && r.connect_failed == 0)
+}
+
+fn append_chat_results(
+    path: &std::path::Path,
+    command: &str,
+    r: &bench::chat::report::ChatResult,
+) -> anyhow::Result<()> {
+    use bench::chat::report::MARKDOWN_HEADER as CHAT_HEADER;
+    let mut s = format!(
+        "\n### {} — chat\n\n- machine: {}\n- command: `{command}`\n- commit: {}\n- control: {}\n- pinning: {}\n- {} channels of {}; set-up {:.0} s, connect {:.1} s; window {:.1} s; post request p50/p99 {:.1} / {:.1} ms; {}\n\n{CHAT_HEADER}\n{}\n",
+        r.date,
+        r.machine,
+        r.commit,
+        r.control,
+        r.pinning,
+        r.channels,
+        r.channel_members,
+        r.setup_seconds,
+        r.connect_seconds,
+        r.window_seconds,
+        r.post_latency_ms.p50,
+        r.post_latency_ms.p99,
+        if r.valid {
+            "valid"
+        } else {
+            "NOT valid (see below)"
+        },
+        r.markdown_row()
+    );
+    for w in r
+        .warnings
+        .iter()
+        .chain(&r.post_errors)
+        .chain(&r.connect_errors)
+        .chain(&r.delivery.examples)
+    {
+        s.push_str(&format!("\n- {w}"));
+    }
+    s.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(s.as_bytes())?;
+    Ok(())
 }

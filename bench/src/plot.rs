@@ -6,20 +6,20 @@ use std::fmt::Write as _;
 
 use crate::report::RunResult;
 
-const W: f64 = 900.0;
-const PANEL_H: f64 = 220.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 62.0;
-const GAP: f64 = 60.0;
+pub(crate) const W: f64 = 900.0;
+pub(crate) const PANEL_H: f64 = 220.0;
+pub(crate) const LEFT: f64 = 70.0;
+pub(crate) const RIGHT: f64 = 20.0;
+pub(crate) const TOP: f64 = 62.0;
+pub(crate) const GAP: f64 = 60.0;
 
-struct Panel {
-    y0: f64,
-    x_min: f64,
-    x_max: f64,
-    y_min: f64,
-    y_max: f64,
-    log_x: bool,
+pub(crate) struct Panel {
+    pub y0: f64,
+    pub x_min: f64,
+    pub x_max: f64,
+    pub y_min: f64,
+    pub y_max: f64,
+    pub log_x: bool,
 }
 
 impl Panel {
@@ -40,7 +40,7 @@ impl Panel {
         self.y0 + PANEL_H - (v - self.y_min) / (self.y_max - self.y_min).max(1e-9) * PANEL_H
     }
 
-    fn frame(&self, svg: &mut String, title: &str, x_label: &str, y_label: &str) {
+    pub(crate) fn frame(&self, svg: &mut String, title: &str, x_label: &str, y_label: &str) {
         let _ = writeln!(
             svg,
             r##"<rect x="{LEFT}" y="{}" width="{}" height="{PANEL_H}" fill="none" stroke="#888"/>"##,
@@ -105,7 +105,14 @@ impl Panel {
         }
     }
 
-    fn line(&self, svg: &mut String, pts: &[(f64, f64)], color: &str, label: &str, slot: usize) {
+    pub(crate) fn line(
+        &self,
+        svg: &mut String,
+        pts: &[(f64, f64)],
+        color: &str,
+        label: &str,
+        slot: usize,
+    ) {
         if pts.is_empty() {
             return;
         }
@@ -142,7 +149,7 @@ fn tick(v: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

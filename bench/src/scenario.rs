@@ -672,7 +672,7 @@ fn loopback_baseline() -> Percentiles {
 
 /// Waits (at most `max`) until other processes leave the CPUs alone for a
 /// few seconds, so a run on a shared machine measures rtcd, not a build.
-async fn wait_for_quiet(max: Duration) {
+pub async fn wait_for_quiet(max: Duration) {
     let until = clock() + max;
     let mut quiet = 0;
     let mut told = false;
@@ -694,7 +694,7 @@ async fn wait_for_quiet(max: Duration) {
     }
 }
 
-fn git_commit() -> String {
+pub fn git_commit() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()
@@ -704,7 +704,7 @@ fn git_commit() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn now_utc() -> String {
+pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
