@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench::chat::api::Accounts;
 use bench::chat::server::{ADMIN, ADMIN_PASSWORD, Database};
 use bench::chat::{ChatOptions, run};
 use control::bus::{EventBus, LocalBus, PgBus};
@@ -147,7 +148,7 @@ impl Drop for InProcessControl {
     }
 }
 
-fn every_post_reaches_every_member(database: Database) {
+fn every_post_reaches_every_member(database: Database, accounts: Accounts) {
     let control = InProcessControl::start(database);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -168,11 +169,13 @@ fn every_post_reaches_every_member(database: Database) {
         command: "chat quick test".into(),
         wait_quiet: Duration::ZERO,
         progress: false,
+        accounts,
     };
     let r = runtime.block_on(run(&o)).expect("the run completes");
     println!("{}", r.table());
     let posts = (RATE * SECONDS as f64) as usize;
     assert_eq!(r.connected, CLIENTS, "{:?}", r.connect_errors);
+    assert_eq!(r.accounts, accounts.name());
     assert_eq!(r.channels, CLIENTS / MEMBERS);
     assert_eq!(r.posts_sent, posts);
     assert_eq!(r.posts_accepted, posts, "{:?}", r.post_errors);
@@ -187,7 +190,13 @@ fn every_post_reaches_every_member(database: Database) {
 
 #[test]
 fn sqlite() {
-    every_post_reaches_every_member(Database::Sqlite);
+    every_post_reaches_every_member(Database::Sqlite, Accounts::Users);
+}
+
+/// The accounts big runs use: bots, set up without password hashing.
+#[test]
+fn sqlite_bots() {
+    every_post_reaches_every_member(Database::Sqlite, Accounts::Bots);
 }
 
 #[test]
@@ -196,5 +205,5 @@ fn postgres() {
         eprintln!("ENCLAVE_SKIP_POSTGRES=1: skipped");
         return;
     }
-    every_post_reaches_every_member(Database::Postgres);
+    every_post_reaches_every_member(Database::Postgres, Accounts::Users);
 }

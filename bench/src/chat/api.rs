@@ -180,13 +180,36 @@ pub fn channel_of(i: usize, k: usize) -> usize {
     i / k.max(1)
 }
 
-/// Creates `n` users (each with an access token), one team holding them
-/// all, and channels of `k` members each. `progress` is told each finished
-/// user.
+/// What kind of account each client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accounts {
+    /// Users with a password: each costs control two argon2id hashes to
+    /// set up (create, log in), about 70 ms of a core.
+    Users,
+    /// Bot accounts with an access token: no password, so set-up is
+    /// cheap. Their sockets, posts and deliveries take the same path as a
+    /// user's; only their posts fire no outgoing webhook (there are none
+    /// in a bench run).
+    Bots,
+}
+
+impl Accounts {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accounts::Users => "users",
+            Accounts::Bots => "bots",
+        }
+    }
+}
+
+/// Creates `n` accounts (each with an access token), one team holding
+/// them all, and channels of `k` members each. `progress` is told each
+/// finished account.
 pub async fn setup(
     api: &Api,
     n: usize,
     k: usize,
+    accounts: Accounts,
     progress: &(dyn Fn(usize) + Sync),
 ) -> anyhow::Result<Setup> {
     let admin_token = api.token_for(ADMIN, ADMIN_PASSWORD).await?;
@@ -209,16 +232,27 @@ pub async fn setup(
         let done = &done;
         async move {
             let username = format!("bench-u{i}");
-            let u = api
-                .call_timed(
-                    "POST",
-                    "/users",
-                    admin,
-                    Some(&json!({"username": username, "password": USER_PASSWORD})),
-                )
-                .await?
-                .expect("create user", 201)?;
-            let id = u["id"].as_str().context("user id")?.to_owned();
+            let id = match accounts {
+                Accounts::Users => {
+                    let u = api
+                        .call_timed(
+                            "POST",
+                            "/users",
+                            admin,
+                            Some(&json!({"username": username, "password": USER_PASSWORD})),
+                        )
+                        .await?
+                        .expect("create user", 201)?;
+                    u["id"].as_str().context("user id")?.to_owned()
+                }
+                Accounts::Bots => {
+                    let b = api
+                        .call_timed("POST", "/bots", admin, Some(&json!({"username": username})))
+                        .await?
+                        .expect("create bot", 201)?;
+                    b["user_id"].as_str().context("bot user id")?.to_owned()
+                }
+            };
             let r = api
                 .call_timed(
                     "POST",
@@ -228,14 +262,34 @@ pub async fn setup(
                 )
                 .await?;
             anyhow::ensure!(r.status == 204, "add to team: HTTP {}", r.status);
-            let token = api.token_for(&username, USER_PASSWORD).await?;
+            let token = match accounts {
+                Accounts::Users => api.token_for(&username, USER_PASSWORD).await?,
+                Accounts::Bots => {
+                    let t = api
+                        .call_timed(
+                            "POST",
+                            &format!("/bots/{id}/tokens"),
+                            admin,
+                            Some(&json!({"name": "bench"})),
+                        )
+                        .await?
+                        .expect("create bot token", 201)?;
+                    t["token"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .context("token answer without a token")?
+                }
+            };
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
             anyhow::Ok(BenchUser { id, token })
         }
     };
     let users: Vec<BenchUser> = futures_util::stream::iter(0..n)
         .map(make_user)
-        .buffered(SETUP_CONCURRENCY)
+        .buffered(match accounts {
+            Accounts::Users => SETUP_CONCURRENCY,
+            Accounts::Bots => FAST_CONCURRENCY,
+        })
         .collect::<Vec<_>>()
         .await
         .into_iter()

@@ -34,7 +34,7 @@ use crate::payload::{clock, epoch, ns_since_epoch};
 use crate::procstat;
 use crate::report::Percentiles;
 use crate::scenario::{OTHER_LOAD_LIMIT, SATURATION, git_commit, now_utc, wait_for_quiet};
-use api::{Api, Setup};
+use api::{Accounts, Api, Setup};
 use clients::{ClientLog, Recorder, run_client};
 use report::{ChatResult, ChatSample};
 use server::{Control, Database, StartOptions};
@@ -67,6 +67,8 @@ pub struct ChatOptions {
     pub command: String,
     pub wait_quiet: Duration,
     pub progress: bool,
+    /// Users (with passwords) or bot accounts.
+    pub accounts: Accounts,
 }
 
 struct Snap {
@@ -138,10 +140,10 @@ async fn measure(o: &ChatOptions, control: &Control) -> anyhow::Result<ChatResul
     let api = Api::new(control.addr);
     let t0 = clock();
     let step = (o.clients / 10).max(1);
-    say(o, format!("creating {} users", o.clients));
-    let setup = api::setup(&api, o.clients, o.channel_members, &|done| {
+    say(o, format!("creating {} {}", o.clients, o.accounts.name()));
+    let setup = api::setup(&api, o.clients, o.channel_members, o.accounts, &|done| {
         if o.progress && done % step == 0 {
-            eprintln!("bench chat: {done} users ready");
+            eprintln!("bench chat: {done} {} ready", o.accounts.name());
         }
     })
     .await?;
@@ -435,6 +437,7 @@ fn summarise(o: &ChatOptions, control: &Control, s: Summary<'_>) -> ChatResult {
         },
         pinning: o.pinning.clone(),
         clients: o.clients,
+        accounts: o.accounts.name().into(),
         connected: s.connected,
         connect_failed: o.clients - s.connected,
         connect_errors: s.connect_errors,

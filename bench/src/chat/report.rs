@@ -36,6 +36,8 @@ pub struct ChatResult {
     pub database: String,
     pub pinning: String,
     pub clients: usize,
+    /// "users" or "bots".
+    pub accounts: String,
     pub connected: usize,
     pub connect_failed: usize,
     pub connect_errors: Vec<String>,
