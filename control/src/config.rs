@@ -24,6 +24,8 @@ pub struct Config {
     pub integrations: IntegrationsConfig,
     pub oidc: OidcSection,
     pub presence: PresenceConfig,
+    pub storage: StorageConfig,
+    pub files: FilesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -308,12 +310,145 @@ impl Default for OidcSection {
     }
 }
 
+/// Where file bytes live: a directory on this node (the default), or an
+/// S3-compatible store when `[storage.s3]` is present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The local store's folder; empty: `<server.data_dir>/objects`.
+    pub local_dir: PathBuf,
+    /// Every key this node writes starts with it (several deployments can
+    /// share a bucket), and the cleanup job looks nowhere else.
+    pub key_prefix: String,
+    /// How long a download link from `GET /files/{id}/link` works.
+    pub link_ttl_secs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Section>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// e.g. `https://s3.example.org`; empty means AWS's own endpoint.
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// Uploads above this go in parts of this size (at least 5 MiB).
+    #[serde(default = "default_part_size")]
+    pub part_size: usize,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_part_size() -> usize {
+    8 << 20
+}
+
+impl std::fmt::Debug for S3Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Section")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("path_style", &self.path_style)
+            .field("part_size", &self.part_size)
+            .finish()
+    }
+}
+
+impl S3Section {
+    pub fn to_store_config(&self) -> crate::storage::S3Config {
+        let endpoint = (!self.endpoint.is_empty()).then(|| self.endpoint.clone());
+        let mut c = crate::storage::S3Config::new(
+            endpoint,
+            &self.bucket,
+            &self.access_key_id,
+            &self.secret_access_key,
+        );
+        c.region = self.region.clone();
+        c.path_style = self.path_style;
+        c.part_size = self.part_size;
+        c
+    }
+}
+
+/// Limits on uploaded files and the cleanup of unused ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Most files attached to one post (and sent in one upload).
+    pub max_files_per_post: usize,
+    /// If not empty, only these types (`image/png`, or `image/*`) are
+    /// accepted. The type is read from the bytes, not the client's claim.
+    pub allowed_types: Vec<String>,
+    /// Types refused even when allowed (executables by default).
+    pub blocked_types: Vec<String>,
+    /// Images larger than this get no thumbnail (they are decoded in memory).
+    pub thumbnail_max_source_bytes: u64,
+    /// Images with more pixels than this get no thumbnail: a small file
+    /// can declare a huge canvas (a decompression bomb).
+    pub thumbnail_max_pixels: u64,
+    /// How often this node looks for unused uploads and orphaned objects.
+    pub cleanup_interval_secs: u64,
+    /// An upload never attached to a post is deleted after this long.
+    pub unattached_grace_secs: u64,
+    /// An object with no database row is deleted once it is this old
+    /// (well beyond the longest upload, whose row comes after its bytes).
+    pub orphan_grace_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            local_dir: PathBuf::new(),
+            key_prefix: "files/".into(),
+            link_ttl_secs: 300,
+            s3: None,
+        }
+    }
+}
+
 impl Default for PresenceConfig {
     fn default() -> Self {
         PresenceConfig {
             away_after_secs: 5 * 60,
             heartbeat_secs: 10,
             node_timeout_secs: 45,
+        }
+    }
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_file_bytes: 100 << 20,
+            max_files_per_post: 10,
+            allowed_types: Vec::new(),
+            blocked_types: vec![
+                "application/vnd.microsoft.portable-executable".into(),
+                "application/x-msdownload".into(),
+                "application/x-executable".into(),
+                "application/x-mach-binary".into(),
+            ],
+            thumbnail_max_source_bytes: 32 << 20,
+            thumbnail_max_pixels: 40_000_000,
+            cleanup_interval_secs: 600,
+            unattached_grace_secs: 24 * 3600,
+            orphan_grace_secs: 3600,
         }
     }
 }
@@ -383,7 +518,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "database",
     "auth",
@@ -393,6 +528,8 @@ const SECTIONS: [&str; 9] = [
     "integrations",
     "oidc",
     "presence",
+    "storage",
+    "files",
 ];
 
 impl Config {
@@ -444,6 +581,8 @@ impl Config {
             integrations: section(fig, "integrations", &mut errors),
             oidc: section(fig, "oidc", &mut errors),
             presence: section(fig, "presence", &mut errors),
+            storage: section(fig, "storage", &mut errors),
+            files: section(fig, "files", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
@@ -540,10 +679,80 @@ impl Config {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.filter) {
             errors.push(format!("log.filter {:?}: {e}", self.log.filter));
         }
+        self.validate_files(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    fn validate_files(&self, errors: &mut Vec<String>) {
+        let st = &self.storage;
+        let prefix_ok = st.key_prefix.ends_with('/')
+            && crate::storage::ObjectKey::new(st.key_prefix.trim_end_matches('/')).is_ok();
+        if !prefix_ok {
+            errors.push(format!(
+                "storage.key_prefix must be key segments ending in '/' (got {:?})",
+                st.key_prefix
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&st.link_ttl_secs) {
+            errors.push("storage.link_ttl_secs must be 1 s to 7 days".into());
+        }
+        if let Some(s3) = &st.s3 {
+            if s3.bucket.is_empty() {
+                errors.push("storage.s3.bucket must not be empty".into());
+            }
+            if s3.access_key_id.is_empty() || s3.secret_access_key.is_empty() {
+                errors.push("storage.s3 needs access_key_id and secret_access_key".into());
+            }
+            if s3.part_size < crate::storage::MIN_PART_SIZE {
+                errors.push(format!(
+                    "storage.s3.part_size must be at least {} bytes",
+                    crate::storage::MIN_PART_SIZE
+                ));
+            }
+            if !(s3.endpoint.is_empty()
+                || s3.endpoint.starts_with("http://")
+                || s3.endpoint.starts_with("https://"))
+            {
+                errors.push("storage.s3.endpoint must start with http:// or https://".into());
+            }
+        }
+        let f = &self.files;
+        if f.max_file_bytes == 0 {
+            errors.push("files.max_file_bytes must be at least 1".into());
+        }
+        if !(1..=100).contains(&f.max_files_per_post) {
+            errors.push("files.max_files_per_post must be 1 to 100".into());
+        }
+        for (key, list) in [
+            ("files.allowed_types", &f.allowed_types),
+            ("files.blocked_types", &f.blocked_types),
+        ] {
+            for t in list {
+                if !crate::files::kind::valid_pattern(t) {
+                    errors.push(format!(
+                        "{key}: {t:?} is not a type like \"image/png\" or \"image/*\""
+                    ));
+                }
+            }
+        }
+        if f.cleanup_interval_secs == 0 {
+            errors.push("files.cleanup_interval_secs must be positive".into());
+        }
+        if f.orphan_grace_secs < 60 {
+            errors.push("files.orphan_grace_secs must be at least 60".into());
+        }
+    }
+
+    /// The local object store's folder.
+    pub fn local_store_dir(&self) -> PathBuf {
+        if self.storage.local_dir.as_os_str().is_empty() {
+            self.server.data_dir.join("objects")
+        } else {
+            self.storage.local_dir.clone()
         }
     }
 
@@ -624,6 +833,30 @@ mod tests {
         let mut c = Config::default();
         c.oidc.client_id = "enclave".into();
         assert!(c.validate().unwrap_err()[0].contains("oidc.issuer"));
+    }
+
+    #[test]
+    fn storage_and_file_mistakes_are_reported_together() {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(
+            "[storage]\nkey_prefix = \"../x\"\nlink_ttl_secs = 0\n[storage.s3]\nbucket = \"\"\naccess_key_id = \"a\"\nsecret_access_key = \"s\"\npart_size = 1\n[files]\nmax_file_bytes = 0\nallowed_types = [\"image\", \"image/*\"]\n",
+        ));
+        let errors = Config::from_figment(&fig).unwrap_err();
+        for want in [
+            "storage.key_prefix",
+            "storage.link_ttl_secs",
+            "storage.s3.bucket",
+            "storage.s3.part_size",
+            "files.max_file_bytes",
+            "files.allowed_types: \"image\"",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{want}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), 6, "{errors:#?}");
+        let s3 = format!("{:?}", Config::from_figment(&Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[storage.s3]\nbucket = \"b\"\naccess_key_id = \"a\"\nsecret_access_key = \"hunter2\"\n"))).unwrap());
+        assert!(!s3.contains("hunter2"), "the secret key is never printed");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod error;
+pub mod files;
 pub mod metrics;
 pub mod oidc;
 pub mod presence;
@@ -67,11 +68,30 @@ pub struct AppState {
     /// This process among the nodes (presence): the configured node id
     /// and a random part, so a restarted node is a new one.
     pub node_instance: String,
+    /// Where file bytes live (`[storage]`).
+    pub store: Arc<dyn storage::ObjectStore>,
+    /// Signs download links when the store cannot presign.
+    pub links: Arc<files::link::LinkSigner>,
     draining: Arc<AtomicBool>,
 }
 
 impl AppState {
+    /// The object store comes from `config.storage`; a configuration that
+    /// passed [`Config::validate`] always yields one.
     pub fn new(config: Config, db: Db, clock: Arc<dyn Clock>, bus: Arc<dyn EventBus>) -> Self {
+        let store = files::store_from_config(&config)
+            .expect("a validated [storage] section builds its store");
+        Self::with_store(config, db, clock, bus, store)
+    }
+
+    /// Like [`new`](Self::new), with a store of the caller's.
+    pub fn with_store(
+        config: Config,
+        db: Db,
+        clock: Arc<dyn Clock>,
+        bus: Arc<dyn EventBus>,
+        store: Arc<dyn storage::ObjectStore>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let login_limiter = Arc::new(RateLimiter::per_minute(config.auth.login_rate_per_minute));
         let hub = Arc::new(Hub::new(metrics.clone()));
@@ -96,6 +116,8 @@ impl AppState {
             hub,
             deliveries: delivery::Wake::new(),
             hook_limiter,
+            store,
+            links: Arc::new(files::link::LinkSigner::new()),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -103,7 +125,8 @@ impl AppState {
     /// Starts this node's background work in one task (aborting it stops
     /// all of it): the event dispatcher (bus wake-ups → sockets), the
     /// ephemeral dispatcher (typing, presence → sockets), the presence
-    /// heartbeat, and the identity provider's metadata refresh.
+    /// heartbeat, the identity provider's metadata refresh and the file
+    /// cleanup job.
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let s = self.clone();
         tokio::spawn(async move {
@@ -118,6 +141,7 @@ impl AppState {
                 ws::dispatch_ephemeral(s.clone()),
                 presence::run(s.clone()),
                 oidc,
+                files::cleanup::job(s.clone()),
             );
         })
     }

@@ -200,7 +200,16 @@ async fn run(config: Config, command: Command) -> anyhow::Result<ExitCode> {
         _ => LocalBus::new(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = AppState::new(config, db, clock, bus);
+    let state = if matches!(command, Command::Serve) && config.storage.s3.is_none() {
+        // At start-up the local store also sweeps temporary files a crash
+        // left behind.
+        let store = control::storage::LocalStore::open(config.local_store_dir())
+            .await
+            .map_err(|e| anyhow::anyhow!("local file store: {e}"))?;
+        AppState::with_store(config, db, clock, bus, Arc::new(store))
+    } else {
+        AppState::new(config, db, clock, bus)
+    };
     match command {
         Command::CheckConfig => Ok(ExitCode::SUCCESS),
         Command::Serve => serve(state).await,

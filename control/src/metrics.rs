@@ -24,6 +24,11 @@ pub struct Metrics {
     pub events_dropped: IntCounterVec,
     /// Outgoing webhook attempts by outcome: ok, retry, failed (given up).
     pub webhook_deliveries: IntCounterVec,
+    pub files_uploaded: IntCounter,
+    pub file_bytes_uploaded: IntCounter,
+    pub file_rejects: IntCounterVec,
+    pub file_downloads: IntCounterVec,
+    pub files_cleaned: IntCounterVec,
     db_pool_size: IntGauge,
     db_pool_idle: IntGauge,
 }
@@ -91,8 +96,40 @@ impl Metrics {
             "Outgoing webhook delivery attempts by outcome (ok, retry, failed).",
             &["outcome"],
         );
+        let plain = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let files_uploaded = plain("files_uploaded_total", "Files stored by uploads.");
+        let file_bytes_uploaded = plain(
+            "file_bytes_uploaded_total",
+            "Bytes of files stored by uploads.",
+        );
+        let file_rejects = counter(
+            "file_rejects_total",
+            "Uploads refused, by reason.",
+            &["reason"],
+        );
+        let file_downloads = counter(
+            "file_downloads_total",
+            "File downloads served, by part (original, thumbnail, preview, link).",
+            &["part"],
+        );
+        let files_cleaned = counter(
+            "files_cleaned_total",
+            "Files and objects deleted by the cleanup job (unattached, orphan).",
+            &["what"],
+        );
         Metrics {
             webhook_deliveries,
+            files_uploaded,
+            file_bytes_uploaded,
+            file_rejects,
+            file_downloads,
+            files_cleaned,
             http_requests,
             http_seconds,
             logins,

@@ -238,6 +238,39 @@ pub struct Post {
     /// The icon (an http or https URL) an integration asked to show.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_icon_url: Option<String>,
+    /// Files attached when the post was made, in the order given. Empty
+    /// (and absent on the wire) for a post without files or a deleted one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileInfo>,
+}
+
+/// An uploaded file's metadata. The bytes are fetched from
+/// `/api/v1/files/{id}` (or its `thumbnail` and `preview`) by members of
+/// its channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub id: String,
+    pub channel_id: String,
+    /// The uploader.
+    pub user_id: String,
+    /// The post it is attached to; absent until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_id: Option<String>,
+    /// The file name, normalised (no path, no control characters).
+    pub name: String,
+    /// The type read from the file's bytes (`application/octet-stream`
+    /// when unknown).
+    pub mime_type: String,
+    pub size: i64,
+    /// Pixel size, for images control could read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    /// A thumbnail and a preview (JPEG) exist.
+    #[serde(default)]
+    pub has_thumbnail: bool,
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

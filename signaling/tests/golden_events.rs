@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use signaling::events::{
-    Channel, ChannelKind, ClientMessage, CloseReason, EVENTS_VERSION, Event, Post, PresenceStatus,
-    Reaction, Resume, ResyncReason, ServerMessage,
+    Channel, ChannelKind, ClientMessage, CloseReason, EVENTS_VERSION, Event, FileInfo, Post,
+    PresenceStatus, Reaction, Resume, ResyncReason, ServerMessage,
 };
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
@@ -51,7 +51,45 @@ fn post() -> Post {
         from_bot: false,
         override_username: None,
         override_icon_url: None,
+        files: Vec::new(),
     }
+}
+
+fn post_with_files() -> Post {
+    let mut p = post();
+    p.root_id = None;
+    p.pending_id = None;
+    p.edited_at = None;
+    p.pinned = false;
+    p.files = vec![
+        FileInfo {
+            id: "f5e2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            channel_id: p.channel_id.clone(),
+            user_id: p.user_id.clone(),
+            post_id: Some(p.id.clone()),
+            name: "site plan.png".into(),
+            mime_type: "image/png".into(),
+            size: 48_213,
+            width: Some(640),
+            height: Some(480),
+            has_thumbnail: true,
+            created_at: 1_763_999_990_000,
+        },
+        FileInfo {
+            id: "f6f2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            channel_id: p.channel_id.clone(),
+            user_id: p.user_id.clone(),
+            post_id: Some(p.id.clone()),
+            name: "minutes.pdf".into(),
+            mime_type: "application/pdf".into(),
+            size: 120_004,
+            width: None,
+            height: None,
+            has_thumbnail: false,
+            created_at: 1_763_999_995_000,
+        },
+    ];
+    p
 }
 
 fn reaction() -> Reaction {
@@ -146,6 +184,15 @@ fn events() {
     check(
         "event_post_created",
         ev(43, Event::PostCreated { post: post() }),
+    );
+    check(
+        "event_post_created_with_files",
+        ev(
+            43,
+            Event::PostCreated {
+                post: post_with_files(),
+            },
+        ),
     );
     check(
         "event_post_edited",

@@ -6,6 +6,8 @@ pub mod access;
 pub mod auth;
 pub mod bots;
 pub mod channels;
+pub mod download;
+pub mod files;
 pub mod hooks;
 pub mod json;
 pub mod oidc;
@@ -77,6 +79,15 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{id}/view", post(channels::view))
         .route("/channels/{id}/posts", get(posts::list).post(posts::create))
         .route("/channels/{id}/pinned", get(posts::pinned))
+        .route(
+            "/channels/{id}/files",
+            post(files::upload).layer(DefaultBodyLimit::max(files::body_limit(&state))),
+        )
+        .route("/files/{id}", get(download::get))
+        .route("/files/{id}/thumbnail", get(download::thumbnail))
+        .route("/files/{id}/preview", get(download::preview))
+        .route("/files/{id}/link", get(files::link))
+        .route("/files/{id}/content", get(download::content))
         .route(
             "/posts/{id}",
             get(posts::get).patch(posts::edit).delete(posts::delete),

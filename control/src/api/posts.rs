@@ -35,6 +35,10 @@ pub struct CreatePost {
     /// returns the post already made (200) instead of a duplicate (201).
     #[serde(default)]
     pub pending_id: Option<String>,
+    /// Uploads (`POST /channels/{id}/files`) to attach: the author's own,
+    /// in this channel, not attached yet.
+    #[serde(default)]
+    pub file_ids: Vec<String>,
 }
 
 pub fn check_message(state: &AppState, message: &str) -> Result<(), AppError> {
@@ -63,7 +67,10 @@ pub async fn create(
     Json(req): Json<CreatePost>,
 ) -> Result<Response, AppError> {
     member_channel(&state, &user, &channel_id).await?;
-    check_message(&state, &req.message)?;
+    // A post of files alone may have no text.
+    if !(req.message.is_empty() && !req.file_ids.is_empty()) {
+        check_message(&state, &req.message)?;
+    }
     if let Some(p) = &req.pending_id
         && (p.is_empty() || p.len() > MAX_PENDING_ID)
     {
@@ -71,6 +78,17 @@ pub async fn create(
             "pending_id must be 1 to {MAX_PENDING_ID} bytes"
         )));
     }
+    // A retry answers with the first post before its files, which that
+    // post now holds, are checked again.
+    if let Some(pid) = &req.pending_id
+        && let Some(p) = posts::by_pending(&state.db, user.id(), pid).await?
+    {
+        if p.channel_id != channel_id {
+            return Err(AppError::Conflict("pending_id_reused"));
+        }
+        return Ok(Json(p).into_response());
+    }
+    super::files::check_attachable(&state, user.id(), &channel_id, &req.file_ids).await?;
     let mentions = parse_mentions(&req.message, MAX_MENTIONS);
     let res = posts::create(
         &state.db,
@@ -80,6 +98,7 @@ pub async fn create(
             root_id: req.root_id.as_deref(),
             message: &req.message,
             pending_id: req.pending_id.as_deref(),
+            file_ids: &req.file_ids,
             ..Default::default()
         },
         &mentions,

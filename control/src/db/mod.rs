@@ -11,12 +11,14 @@
 //! `migrations/sqlite`, which are embedded in the binary.
 //!
 //! Query modules own one aggregate each: [`users`], [`sessions`],
-//! [`teams`], [`channels`], [`posts`], [`events`], [`bots`], [`webhooks`],
-//! the outgoing-webhook [`outbox`], [`identities`] and [`presence`].
+//! [`teams`], [`channels`], [`posts`], [`files`], [`events`], [`bots`],
+//! [`webhooks`], the outgoing-webhook [`outbox`], [`identities`] and
+//! [`presence`].
 
 pub mod bots;
 pub mod channels;
 pub mod events;
+pub mod files;
 pub mod identities;
 pub mod outbox;
 pub mod posts;
@@ -87,6 +89,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity_presence",
         include_str!("../../migrations/postgres/0005_identity_presence.sql"),
     ),
+    (
+        6,
+        "files",
+        include_str!("../../migrations/postgres/0006_files.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -103,6 +110,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "identity_presence",
         include_str!("../../migrations/sqlite/0005_identity_presence.sql"),
+    ),
+    (
+        6,
+        "files",
+        include_str!("../../migrations/sqlite/0006_files.sql"),
     ),
 ];
 

@@ -36,6 +36,7 @@ fn post(row: &AnyRow) -> DbResult<Post> {
         from_bot: row.try_get::<i64, _>("from_bot")? != 0,
         override_username: row.try_get("override_username")?,
         override_icon_url: row.try_get("override_icon_url")?,
+        files: Vec::new(),
     })
 }
 
@@ -95,6 +96,34 @@ pub struct NewPost<'a> {
     pub from_webhook: bool,
     pub override_username: Option<&'a str>,
     pub override_icon_url: Option<&'a str>,
+    /// Uploads of the author in this channel, not yet attached (checked by
+    /// the caller; re-checked here under the transaction).
+    pub file_ids: &'a [String],
+}
+
+/// Fills in each live post's files.
+async fn with_files(conn: &mut AnyConnection, posts: &mut [Post]) -> DbResult<()> {
+    let ids: Vec<&str> = posts
+        .iter()
+        .filter(|p| !p.deleted)
+        .map(|p| p.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut files = super::files::for_posts(conn, &ids).await?;
+    for p in posts.iter_mut() {
+        if let Some(f) = files.remove(&p.id) {
+            p.files = f;
+        }
+    }
+    Ok(())
+}
+
+async fn posts_with_files(conn: &mut AnyConnection, rows: &[AnyRow]) -> DbResult<Vec<Post>> {
+    let mut posts = rows.iter().map(post).collect::<DbResult<Vec<_>>>()?;
+    with_files(conn, &mut posts).await?;
+    Ok(posts)
 }
 
 async fn get_in(conn: &mut AnyConnection, id: &str) -> DbResult<Post> {
@@ -107,7 +136,10 @@ async fn get_in(conn: &mut AnyConnection, id: &str) -> DbResult<Post> {
     .fetch_optional(&mut *conn)
     .await?
     .ok_or(DbError::NotFound)?;
-    post(&row)
+    let mut p = [post(&row)?];
+    with_files(conn, &mut p).await?;
+    let [p] = p;
+    Ok(p)
 }
 
 /// A post, deleted or not.
@@ -116,19 +148,22 @@ pub async fn get(db: &Db, id: &str) -> DbResult<Post> {
     get_in(&mut conn, id).await
 }
 
-async fn by_pending(db: &Db, user_id: &str, pending_id: &str) -> DbResult<Option<Post>> {
-    sqlx::query(
+/// The post `user_id` made with this pending id, if any.
+pub async fn by_pending(db: &Db, user_id: &str, pending_id: &str) -> DbResult<Option<Post>> {
+    let mut conn = db.pool.acquire().await?;
+    let row = sqlx::query(
         "SELECT id, channel_id, user_id, root_id, message, pending_id, created_at, updated_at, edited_at, deleted_at, is_pinned, reply_count,
                 from_bot, override_username, override_icon_url
          FROM posts WHERE user_id = $1 AND pending_id = $2",
     )
     .bind(user_id)
     .bind(pending_id)
-    .fetch_optional(&db.pool)
-    .await?
-    .as_ref()
-    .map(post)
-    .transpose()
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok(Some(posts_with_files(&mut conn, &[row]).await?.remove(0))),
+        None => Ok(None),
+    }
 }
 
 /// What [`create`] did.
@@ -211,6 +246,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
         }
         Err(e) => return Err(e.into()),
     }
+    super::files::attach_in(&mut tx, &id, new.file_ids, new.user_id, new.channel_id).await?;
     if let Some(root) = &root_id {
         sqlx::query("UPDATE posts SET reply_count = reply_count + 1 WHERE id = $1")
             .bind(root)
@@ -418,7 +454,7 @@ pub async fn list(
             .await?
         }
     };
-    rows.iter().map(post).collect()
+    posts_with_files(&mut *db.pool.acquire().await?, &rows).await
 }
 
 /// A thread: its root, then the replies oldest first (deleted ones left out).
@@ -432,7 +468,7 @@ pub async fn thread(db: &Db, root_id: &str) -> DbResult<Vec<Post>> {
     .bind(root_id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter().map(post).collect()
+    posts_with_files(&mut *db.pool.acquire().await?, &rows).await
 }
 
 /// Adds a reaction; false if the user had already reacted so.
@@ -563,7 +599,7 @@ pub async fn pinned(db: &Db, channel_id: &str) -> DbResult<Vec<Post>> {
     .bind(channel_id)
     .fetch_all(&db.pool)
     .await?;
-    rows.iter().map(post).collect()
+    posts_with_files(&mut *db.pool.acquire().await?, &rows).await
 }
 
 #[cfg(test)]

@@ -39,6 +39,15 @@ impl LocalStore {
         Ok(store)
     }
 
+    /// A store rooted at `root` without touching the disk (no stale-file
+    /// sweep): folders are made by the first upload. For building an app
+    /// synchronously; prefer [`open`](Self::open) at start-up.
+    pub fn lazy(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let tmp = root.join(TMP_DIR);
+        LocalStore { root, tmp }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -83,11 +92,20 @@ impl LocalStore {
             rand::random::<u64>(),
             rand::random::<u64>()
         )));
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp.0)
-            .await?;
+        let open = || {
+            tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp.0)
+        };
+        let mut file = match open().await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tokio::fs::create_dir_all(&self.tmp).await?;
+                open().await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut hasher = hash.then(Sha256::new);
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {

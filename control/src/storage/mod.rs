@@ -36,7 +36,7 @@ use futures_util::Stream;
 
 pub use key::ObjectKey;
 pub use local::LocalStore;
-pub use s3::{S3Config, S3Store};
+pub use s3::{MIN_PART_SIZE, S3Config, S3Store};
 
 /// A stream of body chunks, as uploads arrive and downloads leave.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'static>>;
@@ -221,6 +221,27 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// without other credentials. `None` when the store cannot make one
     /// (the local store): stream the object through the API instead.
     async fn presign_get(&self, key: &ObjectKey, expires_in: Duration) -> Result<Option<String>>;
+
+    /// Like [`presign_get`](Self::presign_get), but the store answers with
+    /// these response headers (S3's `response-content-*` overrides, which
+    /// the signature covers), so a browser saves the file under its name
+    /// instead of rendering it.
+    async fn presign_download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        headers: &DownloadHeaders,
+    ) -> Result<Option<String>> {
+        let _ = headers;
+        self.presign_get(key, expires_in).await
+    }
+}
+
+/// Response headers a presigned download asks the store to send.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadHeaders {
+    pub content_type: Option<String>,
+    pub content_disposition: Option<String>,
 }
 
 /// What [`delete_orphans`] did.

@@ -733,6 +733,27 @@ impl ObjectStore for S3Store {
             .map_err(|e| s3_error("presign GetObject", e))?;
         Ok(Some(req.uri().to_owned()))
     }
+
+    async fn presign_download(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        headers: &super::DownloadHeaders,
+    ) -> Result<Option<String>> {
+        let config = PresigningConfig::expires_in(expires_in.min(MAX_PRESIGN))
+            .map_err(|e| StorageError::Config(format!("presign expiry: {e}")))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_response_content_type(headers.content_type.clone())
+            .set_response_content_disposition(headers.content_disposition.clone())
+            .presigned(config)
+            .await
+            .map_err(|e| s3_error("presign GetObject", e))?;
+        Ok(Some(req.uri().to_owned()))
+    }
 }
 
 #[cfg(test)]
