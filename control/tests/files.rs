@@ -18,7 +18,7 @@ use control::Config;
 use control::config::S3Section;
 use control::db::users::SystemRole;
 use control::files::cleanup;
-use control::storage::{ObjectKey, ObjectStore as _, PutOptions, S3Store, bytes_stream};
+use control::storage::{ObjectKey, PutOptions, S3Store, bytes_stream};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 

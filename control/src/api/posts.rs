@@ -68,7 +68,7 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     member_channel(&state, &user, &channel_id).await?;
     // A post of files alone may have no text.
-    if !(req.message.is_empty() && !req.file_ids.is_empty()) {
+    if !req.message.is_empty() || req.file_ids.is_empty() {
         check_message(&state, &req.message)?;
     }
     if let Some(p) = &req.pending_id

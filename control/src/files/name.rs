@@ -5,8 +5,8 @@
 /// Longest name, in bytes (what common file systems allow).
 pub const MAX_NAME_BYTES: usize = 255;
 
-/// Characters that reorder or hide text: `invoice‮fdp.exe` shows as
-/// `invoiceexe.pdf`. Refused so that the name a member sees is the name
+/// Characters that reorder or hide text: `invoice`, U+202E, `fdp.exe`
+/// shows as `invoiceexe.pdf`. Refused so that the name a member sees is the name
 /// the file has.
 fn is_invisible_format(c: char) -> bool {
     matches!(

@@ -31,6 +31,8 @@ pub enum ThumbError {
     TooManyPixels(u32, u32),
     #[error("image: {0}")]
     Image(#[from] image::ImageError),
+    #[error("reading the image: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ThumbError> {

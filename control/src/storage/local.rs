@@ -92,17 +92,14 @@ impl LocalStore {
             rand::random::<u64>(),
             rand::random::<u64>()
         )));
-        let open = || {
-            tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp.0)
-        };
-        let mut file = match open().await {
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        let mut file = match options.open(&temp.0).await {
             Ok(f) => f,
+            // A lazily built store makes its folder on first use.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 tokio::fs::create_dir_all(&self.tmp).await?;
-                open().await?
+                options.open(&temp.0).await?
             }
             Err(e) => return Err(e.into()),
         };
