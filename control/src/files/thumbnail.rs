@@ -104,16 +104,17 @@ mod tests {
     }
 
     #[test]
-    fn a_declared_huge_canvas_is_refused_before_decoding() {
-        // A valid PNG header claiming 100 000 × 100 000 pixels, no data.
+    fn too_many_pixels_are_refused_from_the_header() {
+        assert!(matches!(
+            make(&png(600, 300), 100_000),
+            Err(ThumbError::TooManyPixels(600, 300))
+        ));
+        // A header claiming 100 000 × 100 000 pixels: refused at once.
         let mut bomb = png(1, 1);
         bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let started = std::time::Instant::now();
-        assert!(matches!(
-            make(&bomb, 40_000_000),
-            Err(ThumbError::TooManyPixels(100_000, 100_000))
-        ));
+        assert!(make(&bomb, 40_000_000).is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert!(matches!(
             make(b"not an image", 1 << 20),
