@@ -10,6 +10,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
+
 use crate::AppState;
 use crate::db::{Backend, files};
 use crate::storage::{ObjectKey, delete_orphans};
@@ -63,28 +66,57 @@ pub async fn run_once(
         // One node: nothing to coordinate with.
         return work(state, orphans_before).await.map(Some);
     }
-    let mut conn = state.db.pool.acquire().await?;
+    let mut lock = LockConn(Some(state.db.pool.acquire().await?));
+    let conn = lock.conn();
     let locked: bool = sqlx::Row::try_get(
         &sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
             .bind(LOCK_KEY)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut **conn)
             .await?,
         "locked",
     )?;
     if !locked {
+        lock.release();
         return Ok(None);
     }
     let result = work(state, orphans_before).await;
-    if sqlx::query("SELECT pg_advisory_unlock($1)")
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(LOCK_KEY)
-        .execute(&mut *conn)
+        .execute(&mut **lock.conn())
         .await
-        .is_err()
-    {
-        // Closing the connection is what releases the lock then.
-        drop(conn.detach());
+        .is_ok();
+    if unlocked {
+        lock.release();
     }
+    // Otherwise dropping `lock` closes the connection, which releases it.
     result.map(Some)
+}
+
+/// The connection that took the advisory lock. A session lock outlives
+/// the statement and the transaction: back in the pool, a connection
+/// still holding it would keep every node from cleaning up. So unless
+/// [`release`](Self::release)d after a successful unlock (or a failed try),
+/// dropping it (an error, or the job's task aborted mid-run) closes the
+/// connection instead, and the server drops the lock with the session.
+struct LockConn(Option<PoolConnection<Any>>);
+
+impl LockConn {
+    fn conn(&mut self) -> &mut PoolConnection<Any> {
+        self.0.as_mut().expect("taken only by release or drop")
+    }
+
+    /// Returns the connection to the pool: it holds no lock.
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for LockConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            drop(c.detach());
+        }
+    }
 }
 
 async fn work(state: &AppState, orphans_before: SystemTime) -> anyhow::Result<Report> {
