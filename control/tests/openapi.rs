@@ -337,7 +337,11 @@ fn assert_matches(doc: &Value, schema: &str, body: &Value) {
 /// fails here.
 #[tokio::test]
 async fn responses_match_their_schemas() {
-    let app = TestApp::new(Kind::Sqlite).await;
+    // Uploads go to a local store in a folder of the test's own.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = control::Config::default();
+    config.server.data_dir = dir.path().to_owned();
+    let app = TestApp::with_config(Kind::Sqlite, config).await;
     let doc = document();
     let s = |n: &str| format!("#/components/schemas/{n}");
 
@@ -376,6 +380,45 @@ async fn responses_match_their_schemas() {
     let post = app.say(&ch, &alice, "hello").await;
     let post_id = post["id"].as_str().unwrap().to_owned();
     checks.insert("Post", post);
+    // A file: uploaded, attached to a post, linked.
+    let boundary = "openapi-test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"notes.txt\"\r\n\
+         Content-Type: text/plain\r\n\r\nminutes\r\n--{boundary}--\r\n"
+    );
+    let r = app
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri(format!("/api/v1/channels/{ch}/files"))
+                .header("authorization", format!("Bearer {}", alice.token))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(Body::from(form))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let file_id = r.body["file_infos"][0]["id"].as_str().unwrap().to_owned();
+    checks.insert("Uploaded", r.body);
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{ch}/posts"),
+            &alice,
+            json!({"message": "", "file_ids": [file_id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["files"][0]["post_id"], r.body["id"]);
+    assert_matches(&doc, &s("Post"), &r.body);
+    checks.insert("FileInfo", r.body["files"][0].clone());
+    let r = app
+        .get(&format!("/api/v1/files/{file_id}/link"), &alice)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    checks.insert("FileLink", r.body);
     app.call(
         Method::PUT,
         &format!("/api/v1/posts/{post_id}/reactions/smile"),
