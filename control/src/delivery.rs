@@ -263,6 +263,7 @@ async fn attempt(state: &AppState, client: &HttpClient, d: &Delivery) -> Result<
             from_webhook: true,
             override_username: clean(answer.username, 64).as_deref(),
             override_icon_url: icon.as_deref(),
+            file_ids: &[],
         },
         &parse_mentions(&text, crate::api::posts::MAX_MENTIONS),
         state.clock.now_ms(),
