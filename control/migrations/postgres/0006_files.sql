@@ -6,6 +6,8 @@ ALTER TABLE files ADD COLUMN thumbnail_key TEXT;
 ALTER TABLE files ADD COLUMN preview_key TEXT;
 ALTER TABLE files ADD COLUMN width BIGINT;
 ALTER TABLE files ADD COLUMN height BIGINT;
+-- Where the file stands among its post's files (the order the author gave).
+ALTER TABLE files ADD COLUMN post_position BIGINT;
 
 -- The cleanup job looks for uploads never attached, oldest first.
 CREATE INDEX files_unattached ON files(created_at) WHERE post_id IS NULL;

@@ -103,13 +103,15 @@ pub async fn get(db: &Db, id: &str) -> DbResult<FileRow> {
     file_row(&row)
 }
 
-/// Files by id (those that exist), for checking a post's `file_ids`.
+/// Files by id (those that exist), with whether their post is deleted,
+/// for checking a post's `file_ids`.
 pub async fn by_ids(db: &Db, ids: &[String]) -> DbResult<Vec<FileRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {COLUMNS} FROM files f WHERE f.id IN ({})",
+        "SELECT {COLUMNS}, p.deleted_at AS post_deleted_at
+         FROM files f LEFT JOIN posts p ON p.id = f.post_id WHERE f.id IN ({})",
         placeholders(1, ids.len())
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -137,9 +139,9 @@ pub async fn attach_in(
     uploader: &str,
     channel_id: &str,
 ) -> DbResult<()> {
-    for id in file_ids {
+    for (position, id) in (0_i64..).zip(file_ids) {
         let r = sqlx::query(
-            "UPDATE files SET post_id = $1
+            "UPDATE files SET post_id = $1, post_position = $5
              WHERE id = $2 AND uploader_id = $3 AND channel_id = $4
                AND post_id IS NULL AND deleted_at IS NULL",
         )
@@ -147,6 +149,7 @@ pub async fn attach_in(
         .bind(id)
         .bind(uploader)
         .bind(channel_id)
+        .bind(position)
         .execute(&mut *conn)
         .await?;
         if r.rows_affected() != 1 {
@@ -156,7 +159,7 @@ pub async fn attach_in(
     Ok(())
 }
 
-/// The files of each post in `post_ids`, oldest upload first.
+/// The files of each post in `post_ids`, in the order the post gave them.
 pub async fn for_posts(
     conn: &mut AnyConnection,
     post_ids: &[&str],
@@ -167,7 +170,7 @@ pub async fn for_posts(
         let sql = format!(
             "SELECT {COLUMNS} FROM files f
              WHERE f.post_id IN ({}) AND f.deleted_at IS NULL
-             ORDER BY f.created_at, f.id",
+             ORDER BY f.post_position, f.created_at, f.id",
             placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
