@@ -60,6 +60,11 @@ pub struct Resume {
 /// What control sends on a client's WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "`Event` is the common variant, and a message is built and serialised at once, \
+              never held in bulk: boxing would add an allocation to most messages to save none"
+)]
 pub enum ServerMessage {
     Hello {
         version: u32,
