@@ -1,6 +1,6 @@
 //! WebSocket events against a real server on a loopback port: live
 //! delivery to members only, resume with replay, resync outside the
-//! window, typing, protocol errors, revocation; and two nodes on one
+//! window, typing, protocol errors, revocation, members who leave; and two nodes on one
 //! PostgreSQL sharing events through LISTEN/NOTIFY.
 
 mod common;
@@ -306,12 +306,84 @@ async fn shutdown_tells_sockets_to_move(app: TestApp) {
     assert_eq!(ready.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// Whoever leaves a channel, or is taken out of it by a team removal,
+/// stops getting its events at once, and is told they left (the
+/// dispatcher keeps channel members cached; every change must reach it).
+async fn members_who_leave_stop_getting_events(app: TestApp) {
+    let (alice, bob, mallory, ch) = setup(&app).await;
+    app.post(&format!("/api/v1/channels/{ch}/join"), &mallory, json!({}))
+        .await;
+    let team = app.get("/api/v1/teams", &alice).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = Server::start(app.state.clone()).await;
+    let mut a = connect(server.addr, &alice).await;
+    let mut b = connect(server.addr, &bob).await;
+    let mut m = connect(server.addr, &mallory).await;
+    for ws in [&mut a, &mut b, &mut m] {
+        hello(ws, None).await;
+    }
+    // Everyone gets this one: the members are now cached.
+    app.say(&ch, &alice, "one").await;
+    for ws in [&mut a, &mut b, &mut m] {
+        assert_eq!(next(ws).await["event"]["post"]["message"], "one");
+    }
+    // Bob leaves the channel himself.
+    let r = app
+        .post(&format!("/api/v1/channels/{ch}/leave"), &bob, json!({}))
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.status);
+    let left = next(&mut b).await;
+    assert_eq!(left["event"]["type"], "member_left");
+    assert_eq!(left["event"]["user_id"], bob.id);
+    assert_eq!(next(&mut a).await["event"]["type"], "member_left");
+    assert_eq!(next(&mut m).await["event"]["type"], "member_left");
+    app.say(&ch, &alice, "two").await;
+    assert_eq!(next(&mut a).await["event"]["post"]["message"], "two");
+    assert_eq!(next(&mut m).await["event"]["post"]["message"], "two");
+    nothing_pending(&mut b).await;
+    // Alice (team admin) removes mallory from the team, and with it from
+    // the team's channels: mallory and the channel hear of it.
+    let r = app
+        .call(
+            axum::http::Method::DELETE,
+            &format!("/api/v1/teams/{team}/members/{}", mallory.id),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.status);
+    let left = next(&mut m).await;
+    assert_eq!(left["event"]["type"], "member_left");
+    assert_eq!(left["event"]["channel_id"], ch);
+    assert_eq!(left["event"]["user_id"], mallory.id);
+    let left = next(&mut a).await;
+    assert_eq!(left["event"]["type"], "member_left");
+    assert_eq!(left["event"]["user_id"], mallory.id);
+    app.say(&ch, &alice, "three").await;
+    assert_eq!(next(&mut a).await["event"]["post"]["message"], "three");
+    nothing_pending(&mut m).await;
+    nothing_pending(&mut b).await;
+    // Joining again brings the events back.
+    app.post(&format!("/api/v1/channels/{ch}/join"), &bob, json!({}))
+        .await;
+    assert_eq!(next(&mut b).await["event"]["type"], "member_joined");
+    assert_eq!(next(&mut a).await["event"]["type"], "member_joined");
+    app.say(&ch, &alice, "four").await;
+    assert_eq!(next(&mut b).await["event"]["post"]["message"], "four");
+    assert_eq!(next(&mut a).await["event"]["post"]["message"], "four");
+    nothing_pending(&mut m).await;
+    server.stop().await;
+}
+
 on_both_databases!(
     events_reach_members_live_and_only_members,
     resume_replays_exactly_what_was_missed,
     typing_reaches_the_other_members,
     sockets_need_auth_a_known_version_and_a_live_session,
     shutdown_tells_sockets_to_move,
+    members_who_leave_stop_getting_events,
 );
 
 /// Two control nodes on one PostgreSQL: a post made through node A reaches
@@ -349,5 +421,21 @@ async fn a_post_on_one_node_reaches_a_socket_on_another() {
         "took {:?}",
         started.elapsed()
     );
+    // Bob, on node B too, leaves through node A: node B's dispatcher must
+    // stop sending him the channel's events (its member cache follows the
+    // log, whichever node wrote it).
+    let mut b = connect(server_b.addr, &bob).await;
+    hello(&mut b, None).await;
+    node_a.say(&ch, &alice, "both").await;
+    assert_eq!(next(&mut a).await["event"]["post"]["message"], "both");
+    assert_eq!(next(&mut b).await["event"]["post"]["message"], "both");
+    node_a
+        .post(&format!("/api/v1/channels/{ch}/leave"), &bob, json!({}))
+        .await;
+    assert_eq!(next(&mut b).await["event"]["type"], "member_left");
+    assert_eq!(next(&mut a).await["event"]["type"], "member_left");
+    node_a.say(&ch, &alice, "alice only").await;
+    assert_eq!(next(&mut a).await["event"]["post"]["message"], "alice only");
+    nothing_pending(&mut b).await;
     server_b.stop().await;
 }

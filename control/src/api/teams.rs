@@ -119,7 +119,8 @@ pub async fn remove_member(
     if role != TeamRole::Admin && user_id != user.id() {
         return Err(AppError::Forbidden("only team admins remove other members"));
     }
-    teams::remove_member(&state.db, &id, &user_id).await?;
+    teams::remove_member(&state.db, &id, &user_id, state.clock.now_ms()).await?;
+    state.announce();
     audit::record(
         "team_member_remove",
         &Actor {

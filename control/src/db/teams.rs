@@ -4,6 +4,9 @@ use serde::Serialize;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
+use signaling::events::Event;
+
+use super::events::{self, Scope};
 use super::{Db, DbError, DbResult, is_unique_violation, new_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,17 +152,24 @@ pub async fn set_member(
     Ok(())
 }
 
-/// Removes a member from the team and from every channel of the team.
-pub async fn remove_member(db: &Db, team_id: &str, user_id: &str) -> DbResult<()> {
+/// Removes a member from the team and from every channel of the team;
+/// `member_left` goes to each of those channels and to the user, as when
+/// they leave a channel themselves (every node's dispatcher also learns
+/// from it that the channel's members changed).
+pub async fn remove_member(db: &Db, team_id: &str, user_id: &str, now: i64) -> DbResult<()> {
     let mut tx = db.begin_write().await?;
-    sqlx::query(
+    let left: Vec<String> = sqlx::query(
         "DELETE FROM channel_members WHERE user_id = $2
-         AND channel_id IN (SELECT id FROM channels WHERE team_id = $1)",
+         AND channel_id IN (SELECT id FROM channels WHERE team_id = $1)
+         RETURNING channel_id",
     )
     .bind(team_id)
     .bind(user_id)
-    .execute(&mut *tx)
-    .await?;
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|r| r.try_get("channel_id"))
+    .collect::<Result<_, _>>()?;
     let r = sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
         .bind(team_id)
         .bind(user_id)
@@ -167,6 +177,14 @@ pub async fn remove_member(db: &Db, team_id: &str, user_id: &str) -> DbResult<()
         .await?;
     if r.rows_affected() == 0 {
         return Err(DbError::NotFound);
+    }
+    for channel_id in &left {
+        let ev = Event::MemberLeft {
+            channel_id: channel_id.clone(),
+            user_id: user_id.into(),
+        };
+        events::append(&mut tx, db.backend, Scope::Channel(channel_id), &ev, now).await?;
+        events::append(&mut tx, db.backend, Scope::User(user_id), &ev, now).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -6,7 +6,9 @@
 //! polls, every [`POLL_EVERY`], in case a wake-up was lost), reads the new
 //! rows in seq order, finds which connected users may read each one
 //! (current channel or team members, or the one user) and queues it on
-//! their sockets.
+//! their sockets. Channel members come from a cache the dispatcher keeps
+//! in step with the membership events it reads ([`members`]), so a post
+//! costs no database query on its way out.
 //!
 //! Ephemeral messages (typing, presence) come over the bus from any node
 //! ([`dispatch_ephemeral`]); each node resolves their audience for the
@@ -19,6 +21,7 @@
 //! (typing) go to a small queue of their own and are dropped when it is
 //! full or when the durable queue is half full.
 
+pub mod members;
 pub mod socket;
 
 use std::collections::HashMap;
@@ -34,6 +37,7 @@ use crate::bus::Audience;
 use crate::db::events::{self, StoredEvent};
 use crate::db::{channels, presence, teams};
 use crate::metrics::Metrics;
+use members::MemberCache;
 
 /// The dispatcher reads the log at least this often, wake-up or not.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -236,17 +240,21 @@ impl Hub {
 }
 
 /// Who, among everyone, may read `ev` now.
-async fn readers(state: &AppState, ev: &StoredEvent) -> Result<Vec<String>, crate::db::DbError> {
+async fn readers(
+    state: &AppState,
+    members: &mut MemberCache,
+    ev: &StoredEvent,
+) -> Result<Arc<[String]>, crate::db::DbError> {
     if let Some(u) = &ev.user_id {
-        return Ok(vec![u.clone()]);
+        return Ok(Arc::new([u.clone()]));
     }
     if let Some(c) = &ev.channel_id {
-        return channels::member_ids(&state.db, c).await;
+        return members.members(&state.db, c).await;
     }
     if let Some(t) = &ev.team_id {
-        return teams::member_ids(&state.db, t).await;
+        return Ok(teams::member_ids(&state.db, t).await?.into());
     }
-    Ok(Vec::new())
+    Ok(Arc::new([]))
 }
 
 /// This node's dispatcher of ephemeral messages: runs until aborted.
@@ -300,6 +308,7 @@ pub async fn dispatch(state: AppState) {
         }
     };
     state.hub.dispatched.store(last, Ordering::SeqCst);
+    let mut members = MemberCache::default();
     let mut pruned_at = tokio::time::Instant::now();
     loop {
         if pruned_at.elapsed() >= PRUNE_EVERY {
@@ -325,8 +334,11 @@ pub async fn dispatch(state: AppState) {
             };
             let full = batch.len() as i64 == BATCH;
             for ev in batch {
+                if let Some(c) = &ev.channel_id {
+                    members.observe(c, &ev.event);
+                }
                 if state.hub.connected_users() {
-                    match readers(&state, &ev).await {
+                    match readers(&state, &mut members, &ev).await {
                         Ok(users) => {
                             let msg = signaling::events::ServerMessage::Event {
                                 seq: ev.seq as u64,
