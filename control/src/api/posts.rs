@@ -106,7 +106,7 @@ pub async fn create(
     )
     .await;
     match res {
-        Ok(Created::New(p, _seq)) => {
+        Ok(Created::New(p)) => {
             state.announce();
             state.deliveries.notify();
             state.metrics.posts_created.inc();

@@ -94,6 +94,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "files",
         include_str!("../../migrations/postgres/0006_files.sql"),
     ),
+    (
+        7,
+        "events_pending",
+        include_str!("../../migrations/postgres/0007_events_pending.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

@@ -169,8 +169,8 @@ pub async fn by_pending(db: &Db, user_id: &str, pending_id: &str) -> DbResult<Op
 /// What [`create`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    /// A new post, with its event's seq.
-    New(Post, i64),
+    /// A new post.
+    New(Post),
     /// A retry: the post made earlier with the same pending id.
     Existing(Post),
 }
@@ -287,7 +287,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .execute(&mut *tx)
     .await?;
     let p = get_in(&mut tx, &id).await?;
-    let seq = events::append(
+    events::append(
         &mut tx,
         db.backend,
         Scope::Channel(new.channel_id),
@@ -301,7 +301,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
         super::webhooks::enqueue_matches(&mut tx, &p, now).await?;
     }
     tx.commit().await?;
-    Ok(Created::New(p, seq))
+    Ok(Created::New(p))
 }
 
 fn existing(p: Post, channel_id: &str) -> DbResult<Created> {
