@@ -31,6 +31,7 @@ pub mod files;
 pub mod metrics;
 pub mod oidc;
 pub mod presence;
+pub mod search;
 pub mod storage;
 pub mod ws;
 

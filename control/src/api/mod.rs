@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod ops;
 pub mod posts;
 pub mod presence;
+pub mod search;
 pub mod teams;
 pub mod users;
 pub mod webhooks;
@@ -100,6 +101,8 @@ pub fn router(state: AppState) -> Router {
             put(posts::react).delete(posts::unreact),
         )
         .route("/posts/{id}/pin", put(posts::pin).delete(posts::unpin))
+        .route("/search/posts", get(search::posts))
+        .route("/search/files", get(search::files))
         .route("/websocket", get(crate::ws::socket::upgrade))
         .route("/openapi.json", get(openapi::document))
         .route("/bots", get(bots::list).post(bots::create))

@@ -7,8 +7,10 @@
 //! the test suite runs each API test on both. The schema keeps to types
 //! `Any` carries faithfully: TEXT, BIGINT (times are Unix milliseconds,
 //! flags are 0/1) — no booleans, timestamps or UUID types. DDL differs
-//! only where it must (the events sequence), in `migrations/postgres` and
-//! `migrations/sqlite`, which are embedded in the binary.
+//! only where it must (the events sequence, the full-text indexes), in
+//! `migrations/postgres` and `migrations/sqlite`, which are embedded in
+//! the binary; full-text matching is the one query part that differs
+//! ([`crate::search`]).
 //!
 //! Query modules own one aggregate each: [`users`], [`sessions`],
 //! [`teams`], [`channels`], [`posts`], [`files`], [`events`], [`bots`],
@@ -99,6 +101,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "events_pending",
         include_str!("../../migrations/postgres/0007_events_pending.sql"),
     ),
+    (
+        8,
+        "search",
+        include_str!("../../migrations/postgres/0008_search.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -120,6 +127,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "files",
         include_str!("../../migrations/sqlite/0006_files.sql"),
+    ),
+    (
+        8,
+        "search",
+        include_str!("../../migrations/sqlite/0008_search.sql"),
     ),
 ];
 

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use super::events::{self, Scope};
 use super::{Db, DbError, DbResult, is_unique_violation, new_id};
 
-fn post(row: &AnyRow) -> DbResult<Post> {
+pub(crate) fn post(row: &AnyRow) -> DbResult<Post> {
     let deleted_at: Option<i64> = row.try_get("deleted_at")?;
     let deleted = deleted_at.is_some();
     let pinned: i64 = row.try_get("is_pinned")?;
