@@ -120,6 +120,11 @@ async fn with_files(conn: &mut AnyConnection, posts: &mut [Post]) -> DbResult<()
     Ok(())
 }
 
+/// Fills in the files of posts read elsewhere (search results).
+pub(crate) async fn fill_files(db: &Db, posts: &mut [Post]) -> DbResult<()> {
+    with_files(&mut *db.pool.acquire().await?, posts).await
+}
+
 async fn posts_with_files(conn: &mut AnyConnection, rows: &[AnyRow]) -> DbResult<Vec<Post>> {
     let mut posts = rows.iter().map(post).collect::<DbResult<Vec<_>>>()?;
     with_files(conn, &mut posts).await?;

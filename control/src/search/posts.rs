@@ -15,7 +15,7 @@ const POSTS: Source = Source {
     table: "posts",
     fts: "post_fts",
     author: "user_id",
-    columns: "t.id, t.channel_id, t.user_id, t.root_id, t.message, t.pending_id, t.created_at, t.updated_at, t.edited_at, t.deleted_at, t.is_pinned, t.reply_count",
+    columns: "t.id, t.channel_id, t.user_id, t.root_id, t.message, t.pending_id, t.created_at, t.updated_at, t.edited_at, t.deleted_at, t.is_pinned, t.reply_count, t.from_bot, t.override_username, t.override_icon_url",
     joins: "",
     visible: "",
 };
@@ -30,10 +30,15 @@ pub struct PostHit {
 
 pub async fn search(db: &Db, q: &Query, scope: &Scope, page: Page) -> DbResult<Results<PostHit>> {
     let (rows, has_more) = POSTS.search(db, q, scope, page).await?;
-    let results = rows
+    let mut posts = rows
         .iter()
-        .map(|row| {
-            let post = crate::db::posts::post(row)?;
+        .map(crate::db::posts::post)
+        .collect::<DbResult<Vec<_>>>()?;
+    crate::db::posts::fill_files(db, &mut posts).await?;
+    let results = posts
+        .into_iter()
+        .zip(&rows)
+        .map(|(post, row)| {
             let channel = channel_info(row, row.try_get("channel_id")?)?;
             Ok(PostHit { post, channel })
         })
