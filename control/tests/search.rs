@@ -673,13 +673,13 @@ async fn file_names(app: TestApp) {
     let hit = &r.body["results"][0];
     assert_eq!(hit["file"]["id"], budget.as_str());
     assert_eq!(hit["file"]["post_id"], root["id"]);
-    assert_eq!(hit["file"]["thread_root_id"], root["id"]);
+    assert_eq!(hit["thread_root_id"], root["id"]);
     assert_eq!(hit["channel"]["id"], ch.as_str());
     let r = search(&app, &alice, "files", "budget", "").await;
     assert_eq!(names(&r), ["budget secret.pdf", "Q3-budget_final.xlsx"]);
     let r = search(&app, &bob, "files", "ext:pdf", "").await;
     assert_eq!(names(&r), ["release notes.pdf"]);
-    assert_eq!(r.body["results"][0]["file"]["thread_root_id"], root["id"]);
+    assert_eq!(r.body["results"][0]["thread_root_id"], root["id"]);
     let r = search(&app, &bob, "files", "ext:XLSX ext:.pdf", "").await;
     assert_eq!(names(&r).len(), 2);
     let r = search(&app, &bob, "files", "from:bob", "").await;

@@ -27,7 +27,7 @@ pub struct FileRow {
     pub gone: bool,
 }
 
-fn file_row(row: &AnyRow) -> DbResult<FileRow> {
+pub(crate) fn file_row(row: &AnyRow) -> DbResult<FileRow> {
     let thumbnail_key: Option<String> = row.try_get("thumbnail_key")?;
     let deleted_at: Option<i64> = row.try_get("deleted_at")?;
     let post_deleted_at: Option<i64> = row.try_get("post_deleted_at").unwrap_or(None);

@@ -3,6 +3,7 @@
 //! upload not yet posted is a draft of its uploader's.
 
 use serde::Serialize;
+use signaling::events::FileInfo;
 use sqlx::Row as _;
 
 use super::query::Query;
@@ -14,29 +15,19 @@ const FILES: Source = Source {
     table: "files",
     fts: "file_fts",
     author: "uploader_id",
-    columns: "t.id, t.channel_id, t.uploader_id, t.post_id, t.name, t.mime_type, t.size_bytes, t.created_at, COALESCE(p.root_id, p.id) AS thread_root_id",
+    columns: "t.id, t.uploader_id, t.channel_id, t.post_id, t.name, t.mime_type, t.size_bytes, \
+        t.storage_key, t.thumbnail_key, t.preview_key, t.width, t.height, t.created_at, \
+        t.deleted_at, COALESCE(p.root_id, p.id) AS thread_root_id",
     joins: "JOIN posts p ON p.id = t.post_id",
     visible: " AND p.deleted_at IS NULL",
 };
 
-/// A file's metadata, and where to open the post that shared it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FileInfo {
-    pub id: String,
-    pub name: String,
-    pub mime_type: String,
-    pub size_bytes: i64,
-    pub created_at: i64,
-    pub uploader_id: String,
-    pub channel_id: String,
-    pub post_id: String,
-    /// The thread the post belongs to (its root, or the post itself).
-    pub thread_root_id: String,
-}
-
+/// A file found: its metadata (as in posts), the thread to open (the
+/// root of the post that shared it, or that post itself) and its channel.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileHit {
     pub file: FileInfo,
+    pub thread_root_id: String,
     pub channel: ChannelInfo,
 }
 
@@ -45,19 +36,13 @@ pub async fn search(db: &Db, q: &Query, scope: &Scope, page: Page) -> DbResult<R
     let results = rows
         .iter()
         .map(|row| {
-            let file = FileInfo {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                mime_type: row.try_get("mime_type")?,
-                size_bytes: row.try_get("size_bytes")?,
-                created_at: row.try_get("created_at")?,
-                uploader_id: row.try_get("uploader_id")?,
-                channel_id: row.try_get("channel_id")?,
-                post_id: row.try_get("post_id")?,
-                thread_root_id: row.try_get("thread_root_id")?,
-            };
+            let file = crate::db::files::file_row(row)?.info;
             let channel = channel_info(row, file.channel_id.clone())?;
-            Ok(FileHit { file, channel })
+            Ok(FileHit {
+                file,
+                thread_root_id: row.try_get("thread_root_id")?,
+                channel,
+            })
         })
         .collect::<DbResult<_>>()?;
     Ok(Results {
