@@ -419,6 +419,15 @@ async fn responses_match_their_schemas() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     checks.insert("FileLink", r.body);
+    // Search finds the post and the file just made.
+    let r = app.get("/api/v1/search/posts?q=hello", &alice).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["results"].as_array().unwrap().len(), 1);
+    checks.insert("PostSearchResults", r.body);
+    let r = app.get("/api/v1/search/files?q=notes", &alice).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["results"].as_array().unwrap().len(), 1);
+    checks.insert("FileSearchResults", r.body);
     app.call(
         Method::PUT,
         &format!("/api/v1/posts/{post_id}/reactions/smile"),
