@@ -726,7 +726,85 @@ async fn file_names(app: TestApp) {
     assert_eq!(names(&r), Vec::<String>::new());
 }
 
+/// Uploads one file through the API; returns its id.
+async fn upload(app: &TestApp, ch: &str, who: &TestUser, name: &str, data: &str) -> String {
+    let boundary = "search-test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\
+         Content-Type: application/pdf\r\n\r\n{data}\r\n--{boundary}--\r\n"
+    );
+    let r = app
+        .send(
+            axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(format!("/api/v1/channels/{ch}/files"))
+                .header("authorization", format!("Bearer {}", who.token))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(axum::body::Body::from(form))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    id(&r.body["file_infos"][0])
+}
+
+/// Files uploaded and attached through the API are found by name, with
+/// the metadata posts show; an upload no post has taken is not, and a
+/// deleted post takes its files out of the results.
+async fn uploaded_files(mut app: TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    app.state.store = std::sync::Arc::new(control::storage::LocalStore::lazy(dir.path()));
+    let alice = app.user("alice", SystemRole::User).await;
+    let bob = app.user("bob", SystemRole::User).await;
+    let team = app.team("eng", &alice, &[&bob]).await;
+    let ch = app.channel(&team, "general", "open", &alice).await;
+    join(&app, &ch, &bob).await;
+    let posted = upload(&app, &ch, &alice, "Quarterly Report.pdf", "the report").await;
+    upload(&app, &ch, &alice, "quarterly draft.pdf", "not yet").await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{ch}/posts"),
+            &alice,
+            json!({"message": "", "file_ids": [posted]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let post = id(&r.body);
+    for who in [&alice, &bob] {
+        let r = search(&app, who, "files", "quarterly", "").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let hits = r.body["results"].as_array().unwrap();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(hits[0]["file"]["id"], posted.as_str());
+        assert_eq!(hits[0]["file"]["name"], "Quarterly Report.pdf");
+        assert_eq!(hits[0]["file"]["size"], "the report".len());
+        assert_eq!(hits[0]["file"]["post_id"], post.as_str());
+        assert_eq!(hits[0]["thread_root_id"], post.as_str());
+    }
+    // A found post carries its files, as in its channel's listing.
+    let r = search(&app, &bob, "posts", "from:alice", "").await;
+    assert_eq!(
+        r.body["results"][0]["post"]["files"][0]["id"],
+        posted.as_str()
+    );
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/posts/{post}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = search(&app, &bob, "files", "quarterly", "").await;
+    assert_eq!(r.body["results"], json!([]));
+}
+
 on_both_databases!(
+    uploaded_files,
     words_phrases_exclusions_prefixes,
     filters,
     only_what_the_searcher_may_read,
