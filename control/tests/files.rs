@@ -543,7 +543,8 @@ async fn upload_attach_download(fx: Fx) {
         .get(&format!("/api/v1/channels/{}/posts", fx.private), &fx.bob)
         .await;
     assert_eq!(r.body[0]["files"][1]["id"], txt_id);
-    // …and in the event members receive.
+    // …and in the event members receive (numbered first, on PostgreSQL).
+    control::db::events::settle(&fx.app.state.db).await.unwrap();
     let payload: String = sqlx::Row::get(
         &sqlx::query("SELECT payload FROM events WHERE kind = 'post_created' ORDER BY seq DESC")
             .fetch_one(&fx.app.state.db.pool)
