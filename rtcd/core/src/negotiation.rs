@@ -29,7 +29,7 @@ impl Sfu {
         tracks: &[TrackDeclaration],
     ) -> Result<(), CoreError> {
         let key = self.key_of(id)?;
-        let offer = parse_offer(sdp)?;
+        let offer = parse_offer(&without_send_side_extensions(sdp, "recvonly"))?;
         let s = self.sessions.get_mut(&key).expect("key_of checked");
         if s.kind != SessionKind::Signaled {
             return Err(CoreError::BadSdp(
@@ -220,7 +220,7 @@ impl Sfu {
         self.emit(FromRtcd::Offer {
             session_id,
             offer: Sdp {
-                sdp: offer.to_sdp_string(),
+                sdp: without_send_side_extensions(&offer.to_sdp_string(), "sendonly"),
                 negotiation,
             },
         });
@@ -373,6 +373,49 @@ impl Sfu {
     }
 }
 
+/// Header extensions that only feed the sender's bandwidth estimation:
+/// rtcd runs none, yet str0m stamps every packet it sends on an m-line that
+/// negotiated one (and counts each for transport-wide feedback).
+const SEND_SIDE_ONLY_EXTENSIONS: [&str; 2] = [
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+];
+
+/// `sdp` without the `a=extmap` lines of [`SEND_SIDE_ONLY_EXTENSIONS`] in
+/// the m-sections marked `a={direction}`: the ones on which rtcd sends and
+/// never receives ("recvonly" in a client's offer, "sendonly" in rtcd's).
+/// The answer can only repeat what the offer holds, so such m-lines never
+/// negotiate them and str0m writes neither on their packets. Where rtcd
+/// receives, transport-wide feedback stays: a browser's own bandwidth
+/// estimate for what it publishes depends on it.
+pub(crate) fn without_send_side_extensions(sdp: &str, direction: &str) -> String {
+    let marker = format!("a={direction}");
+    let mut out = String::with_capacity(sdp.len());
+    let mut rest = sdp;
+    while !rest.is_empty() {
+        // One section: up to the next line that starts an m-section.
+        let end = rest.find("\nm=").map_or(rest.len(), |i| i + 1);
+        let (section, tail) = rest.split_at(end);
+        rest = tail;
+        let sends_only =
+            section.starts_with("m=") && section.lines().any(|l| l.trim_end() == marker);
+        if !sends_only {
+            out.push_str(section);
+            continue;
+        }
+        for line in section.split_inclusive('\n') {
+            let dropped = line.starts_with("a=extmap:")
+                && SEND_SIDE_ONLY_EXTENSIONS
+                    .iter()
+                    .any(|uri| line.trim_end().ends_with(uri));
+            if !dropped {
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
 fn serde_source(source: signaling::media::TrackSource) -> &'static str {
     use signaling::media::TrackSource::*;
     match source {
@@ -380,5 +423,62 @@ fn serde_source(source: signaling::media::TrackSource) -> &'static str {
         Camera => "camera",
         ScreenVideo => "screen_video",
         ScreenAudio => "screen_audio",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_send_side_extensions;
+
+    const OFFER: &str = "v=0\r\n\
+o=- 1 2 IN IP4 0.0.0.0\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+a=mid:0\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=sendonly\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=mid:1\r\n\
+a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n\
+a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=recvonly\r\n\
+a=rtpmap:96 VP8/90000\r\n";
+
+    #[test]
+    fn only_the_marked_sections_lose_only_the_send_side_extensions() {
+        let out = without_send_side_extensions(OFFER, "recvonly");
+        let (audio, video) = out.split_at(out.find("m=video").unwrap());
+        assert!(audio.starts_with("v=0\r\n") && audio.contains("a=group:BUNDLE 0 1\r\n"));
+        assert_eq!(audio, &OFFER[..OFFER.find("m=video").unwrap()]);
+        assert_eq!(
+            video,
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+a=mid:1\r\n\
+a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=recvonly\r\n\
+a=rtpmap:96 VP8/90000\r\n"
+        );
+        let out = without_send_side_extensions(OFFER, "sendonly");
+        assert!(!out[..out.find("m=video").unwrap()].contains("abs-send-time"));
+        assert!(out.contains("a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"));
+        assert_eq!(
+            out.matches("transport-wide-cc").count(),
+            1,
+            "video keeps it"
+        );
+    }
+
+    #[test]
+    fn text_without_sections_is_left_alone() {
+        for s in ["", "\n", "m=", "x\nm=\n", "é\nm=audio\na=recvonly\n"] {
+            assert_eq!(without_send_side_extensions(s, "recvonly"), s);
+        }
     }
 }

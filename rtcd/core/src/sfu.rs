@@ -20,6 +20,7 @@ use crate::call::Call;
 use crate::config::CoreConfig;
 use crate::demux::{Demux, SessionKey, new_ice_password, new_ufrag};
 use crate::fasthash::FastMap;
+use crate::negotiation::without_send_side_extensions;
 use crate::session::{Connectivity, Session, SessionKind};
 use crate::stats::{CoreStats, DropReason, MediaClass};
 use crate::timers::Timers;
@@ -717,7 +718,9 @@ impl Sfu {
         perms: Permissions,
         offer: &str,
     ) -> Result<WhipAnswer, CoreError> {
-        let offer = parse_offer(offer).inspect_err(|_| self.stats.drop(DropReason::BadSdp))?;
+        // A WHEP player receives only: its m-lines need no send-side extensions.
+        let offer = without_send_side_extensions(offer, "recvonly");
+        let offer = parse_offer(&offer).inspect_err(|_| self.stats.drop(DropReason::BadSdp))?;
         self.media_call(call_id);
         let key = match self.insert_session(now, call_id, session_id.clone(), kind, perms) {
             Ok(k) => k,

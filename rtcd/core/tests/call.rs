@@ -565,3 +565,39 @@ fn keyframe_requests_within_the_interval_are_coalesced_not_lost() {
         "the second goes when the interval ends, not never"
     );
 }
+
+#[test]
+fn subscribers_get_no_send_side_extensions_publishers_keep_transport_cc() {
+    use str0m::rtp::Extension;
+    let mut net = call_with_two_listeners();
+    publish(&mut net, 0, 10, 1);
+    for ci in [1, 2] {
+        let received = &net.clients[ci].received;
+        assert_eq!(received.len(), 20, "client {ci}");
+        for p in received {
+            // rtcd estimates no bandwidth: nothing to stamp for it.
+            assert_eq!(p.header.ext_vals.transport_cc, None, "client {ci}");
+            assert_eq!(p.header.ext_vals.abs_send_time, None, "client {ci}");
+        }
+        // What the subscriber's m-lines negotiated, as str0m on its side sees it.
+        for mid in net.clients[ci].received_mids.keys() {
+            let exts = net.clients[ci].rtc.media(*mid).unwrap().remote_extmap();
+            assert_eq!(exts.id_of(Extension::TransportSequenceNumber), None);
+            assert_eq!(exts.id_of(Extension::AbsoluteSendTime), None);
+            assert!(exts.id_of(Extension::RtpMid).is_some(), "mid stays");
+        }
+    }
+    // Audio levels still reach the subscribers (and rtcd's voice activity).
+    let audio_level = net.clients[1]
+        .received
+        .iter()
+        .filter_map(|p| p.header.ext_vals.audio_level)
+        .next();
+    assert_eq!(audio_level, Some(-30));
+    // The publisher's own m-lines keep transport-wide feedback, which its
+    // bandwidth estimate needs.
+    for (_, mid) in &net.clients[0].send_mids {
+        let exts = net.clients[0].rtc.media(*mid).unwrap().remote_extmap();
+        assert!(exts.id_of(Extension::TransportSequenceNumber).is_some());
+    }
+}
