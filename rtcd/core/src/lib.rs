@@ -14,7 +14,7 @@
 //!     // 1. Feed whatever happened, with the time it happened:
 //!     sfu.handle_command(now, msg);            // control ⇄ rtcd messages
 //!     sfu.handle_datagram(now, datagram);      // every UDP/TCP packet
-//!     sfu.flush(now);                          // after each batch of datagrams
+//!     sfu.flush(now);                          // after the datagrams read this turn
 //!     sfu.handle_timeout(now);                 // when poll_timeout() is due
 //!     // 2. After each input, drain the outputs:
 //!     while let Some(out) = sfu.poll_output() {

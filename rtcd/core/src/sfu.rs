@@ -807,10 +807,11 @@ impl Sfu {
     /// Sends what forwarding wrote to subscribers since the last flush.
     ///
     /// str0m releases a packet written to a session only when it is next
-    /// given the time, so the driver calls this after each batch of
-    /// datagrams: one timeout per touched subscriber per batch rather than
-    /// one per forwarded packet. [`Sfu::handle_timeout`] and
-    /// [`Sfu::handle_command`] flush too.
+    /// given the time, so the driver calls this once it has fed the
+    /// datagrams it read in one go (rtcd: once per loop turn): one timeout
+    /// per touched subscriber per call rather than one per forwarded
+    /// packet. [`Sfu::handle_timeout`] and [`Sfu::handle_command`] flush
+    /// too.
     pub fn flush(&mut self, now: Instant) {
         while !self.touched.is_empty() {
             let touched = std::mem::take(&mut self.touched);
