@@ -1,7 +1,8 @@
 //! The control binary: parse and check all configuration first (exit 64 on
 //! a bad config, every problem listed), then connect and migrate the
 //! database, then bind, then serve until SIGTERM or SIGINT, then drain.
-//! The admin commands share the configuration and the database.
+//! The admin commands (create-user, reset-password, list-sessions,
+//! disable-user, enable-user) share the configuration and the database.
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -86,6 +87,18 @@ enum Command {
     ListSessions {
         #[arg(long)]
         username: Option<String>,
+    },
+    /// Switch an account off: no login of any kind; its sessions and
+    /// access tokens end now, its open sockets close at their next
+    /// keep-alive check (events.ping_interval_secs).
+    DisableUser {
+        #[arg(long)]
+        username: String,
+    },
+    /// Switch a disabled account on again (the user logs in anew).
+    EnableUser {
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -292,6 +305,8 @@ async fn run(config: Config, command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::DisableUser { username } => set_disabled(&state, &username, true).await,
+        Command::EnableUser { username } => set_disabled(&state, &username, false).await,
         Command::ListSessions { username } => {
             let user_id = match &username {
                 None => None,
@@ -328,6 +343,39 @@ async fn run(config: Config, command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn set_disabled(
+    state: &AppState,
+    username: &str,
+    disabled: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(creds) = users::by_username(&state.db, username).await? else {
+        eprintln!("control: no user {username:?}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let actor = control::audit::Actor {
+        user_id: "",
+        username: "cli",
+        ip: "local",
+    };
+    match control::api::users::set_account_disabled(state, &creds.user.id, disabled, &actor).await {
+        Ok((_, ended)) if disabled => {
+            eprintln!(
+                "{username} disabled; {} session(s) ended, {} token(s) revoked",
+                ended.sessions_ended, ended.tokens_revoked
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => {
+            eprintln!("{username} enabled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("control: {e}");
+            Ok(ExitCode::FAILURE)
         }
     }
 }

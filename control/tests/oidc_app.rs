@@ -293,9 +293,11 @@ async fn refuse_policy_and_group_rule_and_disabled_accounts(kind: Kind) {
         .unwrap()
         .try_get("id")
         .unwrap();
-    control::db::identities::set_disabled(&ok.state.db, &user_id, Some(common::T0))
+    let ended = control::db::users::set_disabled(&ok.state.db, &user_id, true, common::T0)
         .await
         .unwrap();
+    assert_eq!(ended.sessions_ended, 1, "her sign-in's session ends");
+    // Ended sessions stay as rows; assert_refused counts rows.
     sqlx::query("DELETE FROM sessions")
         .execute(&ok.state.db.pool)
         .await

@@ -57,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/status", get(presence::statuses))
         .route("/users/{id}", get(users::get))
+        .route("/users/{id}/disable", post(users::disable))
+        .route("/users/{id}/enable", post(users::enable))
         .route("/teams", get(teams::mine).post(teams::create))
         .route("/teams/{id}", get(teams::get))
         .route("/teams/{id}/members", post(teams::add_member))

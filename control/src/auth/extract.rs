@@ -9,6 +9,10 @@
 //!    but GET, HEAD, OPTIONS) must echo the session's CSRF token in
 //!    `X-CSRF-Token`; `SameSite=Lax` alone would let a same-site page post.
 //!
+//! The account must be enabled: a disabled one is refused whatever the
+//! credential (disabling ends its sessions and tokens too; this check
+//! covers one that raced it).
+//!
 //! A session is alive while not revoked, younger than its absolute lifetime
 //! and used within the idle timeout. Use is recorded at most every
 //! [`TOUCH_EVERY_MS`] to spare the database a write per request, so the idle
@@ -155,10 +159,40 @@ async fn live_session(
     Ok(s)
 }
 
+/// The account behind a credential, if it still may act: not deleted and
+/// not switched off.
 async fn live_user(state: &AppState, id: &str) -> Result<User, AppError> {
-    match users::get(&state.db, id).await {
+    match users::get_enabled(&state.db, id).await {
         Ok(u) => Ok(u),
         Err(crate::db::DbError::NotFound) => Err(AppError::Unauthenticated),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the credential a long-lived connection (a WebSocket) was opened
+/// with still stands: the session not revoked nor past its lifetime, the
+/// access token not revoked, the account enabled. Sockets ask this now and
+/// then, so a revocation or a disable made on another node reaches them.
+pub async fn still_valid(state: &AppState, user: &CurrentUser) -> Result<bool, AppError> {
+    let now = state.clock.now_ms();
+    let credential = match &user.via {
+        AuthVia::Cookie { session_id } | AuthVia::BearerSession { session_id } => {
+            match sessions::get(&state.db, session_id).await {
+                Ok(s) => s.revoked_at.is_none() && now < s.expires_at,
+                Err(crate::db::DbError::NotFound) => false,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AuthVia::AccessToken { token_id } => sessions::token_revoked(&state.db, token_id)
+            .await?
+            .is_some_and(|revoked| !revoked),
+    };
+    if !credential {
+        return Ok(false);
+    }
+    match users::get_enabled(&state.db, user.id()).await {
+        Ok(_) => Ok(true),
+        Err(crate::db::DbError::NotFound) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

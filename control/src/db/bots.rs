@@ -1,6 +1,12 @@
 //! Bot accounts: a user row without a password (so it cannot log in) and
 //! a `bots` row naming its owner. A bot acts through access tokens;
-//! disabling it revokes them all in the same transaction.
+//! disabling it revokes them all in the same transaction and marks its
+//! user row disabled, as for any account.
+//!
+//! Bots are disabled, never deleted (as in the chat servers people know):
+//! their posts keep an author, their username stays taken so old mentions
+//! and exports never point at a newcomer, and an owner can switch one back
+//! on. The same holds for people's accounts ([`super::users::set_disabled`]).
 
 use serde::Serialize;
 use sqlx::Row as _;
@@ -128,6 +134,13 @@ pub async fn set_disabled(db: &Db, user_id: &str, disabled: bool, now: i64) -> D
     if r.rows_affected() == 0 {
         return Err(DbError::NotFound);
     }
+    // The bot's user row carries the same mark, so the one check every
+    // request makes ([`super::users::get_enabled`]) covers bots too.
+    sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(disabled.then_some(now))
+        .execute(&mut *tx)
+        .await?;
     let mut revoked = 0;
     if disabled {
         revoked = sqlx::query(

@@ -37,6 +37,7 @@ fn deleted_user(id: &str) -> User {
         display_name: String::new(),
         system_role: SystemRole::User,
         created_at: 0,
+        disabled_at: None,
     }
 }
 
@@ -143,19 +144,6 @@ pub async fn provision(
         }
     }
     Err(DbError::Conflict("username_taken"))
-}
-
-/// Switches an account off (or on again): no login of any kind.
-pub async fn set_disabled(db: &Db, user_id: &str, at: Option<i64>) -> DbResult<()> {
-    let r = sqlx::query("UPDATE users SET disabled_at = $2 WHERE id = $1")
-        .bind(user_id)
-        .bind(at)
-        .execute(&db.pool)
-        .await?;
-    if r.rows_affected() == 0 {
-        return Err(DbError::NotFound);
-    }
-    Ok(())
 }
 
 /// Logins in flight, in the database: any node finishes what another

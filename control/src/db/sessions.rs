@@ -204,6 +204,19 @@ pub async fn token_by_hash(db: &Db, hash: &str) -> DbResult<Option<AccessToken>>
         .transpose()
 }
 
+/// Whether token `id` is revoked; None when there is no such token.
+pub async fn token_revoked(db: &Db, id: &str) -> DbResult<Option<bool>> {
+    Ok(
+        sqlx::query("SELECT revoked_at FROM access_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?
+            .map(|row| row.try_get::<Option<i64>, _>("revoked_at"))
+            .transpose()?
+            .map(|r| r.is_some()),
+    )
+}
+
 pub async fn touch_token(db: &Db, id: &str, now: i64) -> DbResult<()> {
     sqlx::query("UPDATE access_tokens SET last_used_at = $2 WHERE id = $1")
         .bind(id)

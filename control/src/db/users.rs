@@ -45,6 +45,10 @@ pub struct User {
     pub display_name: String,
     pub system_role: SystemRole,
     pub created_at: i64,
+    /// When an operator switched the account off (no login of any kind,
+    /// every session and token ended); absent while it is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
 }
 
 /// What login needs besides the user.
@@ -76,6 +80,7 @@ fn user(row: &AnyRow) -> DbResult<User> {
         system_role: SystemRole::parse(&role)
             .ok_or_else(|| DbError::Corrupt(format!("system_role {role:?}")))?,
         created_at: row.try_get("created_at")?,
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 
@@ -123,7 +128,7 @@ pub async fn create(db: &Db, new: NewUser<'_>, now: i64) -> DbResult<User> {
 
 pub async fn get(db: &Db, id: &str) -> DbResult<User> {
     let row = sqlx::query(
-        "SELECT id, username, email, display_name, system_role, created_at
+        "SELECT id, username, email, display_name, system_role, created_at, disabled_at
          FROM users WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
@@ -133,10 +138,78 @@ pub async fn get(db: &Db, id: &str) -> DbResult<User> {
     user(&row)
 }
 
+/// The user behind a live credential: NotFound when the account is
+/// deleted or switched off, so a session or token that outlived a
+/// disable (a login racing it, another node) still lets nobody in.
+pub async fn get_enabled(db: &Db, id: &str) -> DbResult<User> {
+    let u = get(db, id).await?;
+    if u.disabled_at.is_some() {
+        return Err(DbError::NotFound);
+    }
+    Ok(u)
+}
+
+/// What switching an account off ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Disabled {
+    pub sessions_ended: u64,
+    pub tokens_revoked: u64,
+}
+
+/// Switches an account off, or on again. Off: in one transaction the
+/// account is marked (the first time stays recorded), every live session
+/// ends and every access token is revoked. On: the mark goes; nothing
+/// ended comes back (the user logs in again, tokens are minted anew).
+pub async fn set_disabled(db: &Db, id: &str, disabled: bool, now: i64) -> DbResult<Disabled> {
+    let mut tx = db.begin_write().await?;
+    let r = if disabled {
+        sqlx::query(
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $2)
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+    } else {
+        sqlx::query("UPDATE users SET disabled_at = NULL WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+    };
+    if r.rows_affected() == 0 {
+        return Err(DbError::NotFound);
+    }
+    let mut ended = Disabled {
+        sessions_ended: 0,
+        tokens_revoked: 0,
+    };
+    if disabled {
+        ended.sessions_ended = sqlx::query(
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        ended.tokens_revoked = sqlx::query(
+            "UPDATE access_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(ended)
+}
+
 pub async fn by_username(db: &Db, username: &str) -> DbResult<Option<Credentials>> {
     let row = sqlx::query(
         "SELECT id, username, email, display_name, system_role, created_at,
-                password_hash, failed_logins, locked_until, disabled_at
+                disabled_at, password_hash, failed_logins, locked_until
          FROM users WHERE username = $1 AND deleted_at IS NULL",
     )
     .bind(username)
@@ -156,7 +229,7 @@ pub async fn by_username(db: &Db, username: &str) -> DbResult<Option<Credentials
 
 pub async fn list(db: &Db) -> DbResult<Vec<User>> {
     let rows = sqlx::query(
-        "SELECT id, username, email, display_name, system_role, created_at
+        "SELECT id, username, email, display_name, system_role, created_at, disabled_at
          FROM users WHERE deleted_at IS NULL ORDER BY username",
     )
     .fetch_all(&db.pool)

@@ -18,7 +18,7 @@ use super::Conn;
 use crate::AppState;
 use crate::auth::{AuthVia, CurrentUser};
 use crate::bus::{Audience, Ephemeral};
-use crate::db::{channels, events, new_id, sessions, teams};
+use crate::db::{channels, events, new_id, teams};
 use crate::error::AppError;
 use crate::presence;
 
@@ -325,16 +325,12 @@ async fn run_socket(
     }
 }
 
-/// The socket's session still stands (not revoked, not past its lifetime).
+/// The socket's credential still stands (see [`crate::auth::extract::still_valid`]).
+/// A database error closes it, as a failed check would.
 async fn session_alive(state: &AppState, user: &CurrentUser) -> bool {
-    let now = state.clock.now_ms();
-    match user.via.session_id() {
-        Some(id) => matches!(
-            sessions::get(&state.db, id).await,
-            Ok(s) if s.revoked_at.is_none() && now < s.expires_at
-        ),
-        None => true,
-    }
+    crate::auth::extract::still_valid(state, user)
+        .await
+        .unwrap_or(false)
 }
 
 async fn handle_client(

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod audit;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
