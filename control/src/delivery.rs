@@ -177,6 +177,10 @@ impl From<DbError> for Failure {
 async fn attempt(state: &AppState, client: &HttpClient, d: &Delivery) -> Result<(), Failure> {
     let cfg = &state.config.integrations;
     let hook = webhooks::get_outgoing(&state.db, &d.hook_id).await?;
+    // The hook may have been updated since the post queued this.
+    if !hook.callback_urls.contains(&d.url) {
+        return Err(Failure::Final("the hook no longer names this URL".into()));
+    }
     // The allow-list is checked again: it may have shrunk since creation.
     callback_allowed(&d.url, &cfg.allowed_hosts).map_err(|e| Failure::Final(e.to_string()))?;
     let post = posts::get(&state.db, &d.post_id).await?;

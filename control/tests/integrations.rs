@@ -914,10 +914,218 @@ async fn outgoing_survives_a_restart(app: TestApp) {
     assert_eq!(answers, 2, "one answer per trigger");
 }
 
+/// Replacing a hook's settings: team admins only, the allow-list checked
+/// again, the token kept, the new triggers in force at once, queued
+/// deliveries to a URL the hook dropped given up, and an audit record.
+async fn outgoing_webhooks_are_updated(app: TestApp) {
+    let (listener, recv_addr) = bind().await;
+    let receiver = Receiver::default();
+    let _recv = receiver.clone().start_on(listener).await;
+    let (_, other_addr) = bind().await; // allowed, but nothing listens
+    let mut cfg = config(recv_addr);
+    cfg.integrations
+        .allowed_hosts
+        .push(format!("127.0.0.1:{}", other_addr.port()));
+    let app = with_config(app, cfg).await;
+    let (alice, bob, team, ch) = setup(&app).await;
+    let audit = common::audit::AuditLog::capture();
+    let old_url = format!("http://127.0.0.1:{}/in", other_addr.port());
+    let new_url = format!("http://127.0.0.1:{}/in", recv_addr.port());
+    let r = create_outgoing(
+        &app,
+        &alice,
+        &team,
+        json!({"display_name": "Deploy", "trigger_words": ["#deploy"], "callback_urls": [old_url]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let hook = r.body.clone();
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/v1/outgoing-webhooks/{id}");
+    let made = audit.one("outgoing_webhook_create", "success");
+    assert!(
+        made["detail"].as_str().unwrap().contains(&old_url),
+        "{made}"
+    );
+    // A post queued for the old URL before the update.
+    app.say(&ch, &bob, "#deploy v1").await;
+    assert_eq!(outbox::counts(&app.state.db).await.unwrap(), (1, 0, 0));
+
+    let update = json!({"display_name": "Ship", "trigger_words": ["!ship", "!go"],
+                        "trigger_when": "prefix", "callback_urls": [new_url],
+                        "channel_id": ch, "content_type": "form"});
+    // Members who are not team admins, and outsiders, see no such hook.
+    let outsider = app.user("mallory", SystemRole::User).await;
+    for who in [&bob, &outsider] {
+        let r = app
+            .call(Method::PUT, &uri, Some(who), Some(update.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    // The allow-list, the channel and the words are checked as at creation.
+    let other_team = app.team("ops", &alice, &[]).await;
+    let elsewhere = app.channel(&other_team, "ops", "open", &alice).await;
+    for (field, bad, code) in [
+        (
+            "callback_urls",
+            json!(["http://169.254.169.254/latest"]),
+            "callback_host_not_allowed",
+        ),
+        ("callback_urls", json!([]), "bad_request"),
+        ("channel_id", json!(elsewhere), "bad_request"),
+        ("trigger_words", json!(["two words"]), "bad_request"),
+    ] {
+        let mut b = update.clone();
+        b[field] = bad;
+        let r = app.call(Method::PUT, &uri, Some(&alice), Some(b)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{field}"
+        );
+    }
+    assert_eq!(app.get(&uri, &alice).await.body, hook, "unchanged");
+
+    app.clock.advance_ms(5_000);
+    let r = app
+        .call(Method::PUT, &uri, Some(&alice), Some(update))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["display_name"], "Ship");
+    assert_eq!(r.body["trigger_words"], json!(["!ship", "!go"]));
+    assert_eq!(r.body["trigger_when"], "prefix");
+    assert_eq!(r.body["callback_urls"], json!([new_url]));
+    assert_eq!(r.body["channel_id"], ch.as_str());
+    assert_eq!(r.body["content_type"], "form");
+    assert_eq!(r.body["token"], hook["token"], "the receiver's token stays");
+    assert_eq!(r.body["created_at"], hook["created_at"]);
+    assert_eq!(r.body["updated_at"], common::T0 + 5_000);
+    assert_eq!(app.get(&uri, &alice).await.body, r.body);
+    let rec = audit.one("outgoing_webhook_update", "success");
+    assert_eq!(rec["actor_id"], alice.id.as_str());
+    let detail = rec["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&new_url) && detail.contains(&old_url),
+        "{detail}"
+    );
+
+    // The old trigger fires no more, the new ones do.
+    app.say(&ch, &bob, "#deploy v2").await;
+    app.say(&ch, &bob, "!shipit now").await;
+    assert_eq!(outbox::counts(&app.state.db).await.unwrap(), (2, 0, 0));
+    // The delivery queued for the dropped URL is given up, not sent there;
+    // the new one reaches the new URL.
+    let client = HttpClient::new().unwrap();
+    assert_eq!(
+        control::delivery::deliver_due(&app.state, &client)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(outbox::counts(&app.state.db).await.unwrap(), (0, 1, 1));
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].1.contains("text=%21shipit+now"), "{seen:?}");
+
+    // A deleted hook cannot be updated.
+    let r = app.call(Method::DELETE, &uri, Some(&alice), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app
+        .call(
+            Method::PUT,
+            &uri,
+            Some(&alice),
+            Some(json!({"display_name": "x", "trigger_words": ["x"], "callback_urls": [new_url]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// Bots are disabled, never deleted: there is no DELETE, a disabled bot's
+/// account shows it, its posts keep their author, and its name stays taken.
+async fn bots_are_disabled_not_deleted(app: TestApp) {
+    let admin = app.user("root", SystemRole::Admin).await;
+    let (alice, _, team, ch) = setup(&app).await;
+    let r = app
+        .post(
+            "/api/v1/bots",
+            &admin,
+            json!({"username": "ci-bot", "owner_id": alice.id}),
+        )
+        .await;
+    let bot_id = r.body["user_id"].as_str().unwrap().to_owned();
+    let r = app
+        .post(
+            &format!("/api/v1/bots/{bot_id}/tokens"),
+            &alice,
+            json!({"name": "t"}),
+        )
+        .await;
+    let bot = TestUser {
+        id: bot_id.clone(),
+        username: "ci-bot".into(),
+        password: String::new(),
+        token: r.body["token"].as_str().unwrap().to_owned(),
+    };
+    app.post(
+        &format!("/api/v1/teams/{team}/members"),
+        &alice,
+        json!({"user_id": bot_id}),
+    )
+    .await;
+    app.post(&format!("/api/v1/channels/{ch}/join"), &bot, json!({}))
+        .await;
+    let p = app.say(&ch, &bot, "build green").await;
+
+    let audit = common::audit::AuditLog::capture();
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/bots/{bot_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = app
+        .post(&format!("/api/v1/bots/{bot_id}/disable"), &alice, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let rec = audit.one("bot_disable", "success");
+    assert!(
+        rec["detail"].as_str().unwrap().contains("1 tokens revoked"),
+        "{rec}"
+    );
+    let u = app.get(&format!("/api/v1/users/{bot_id}"), &alice).await;
+    assert_eq!(u.body["disabled_at"], r.body["disabled_at"], "one switch");
+    let list = posts(&app, &ch, &alice).await;
+    let kept = list
+        .iter()
+        .find(|x| x["id"] == p["id"])
+        .expect("its post stays");
+    assert_eq!(kept["user_id"], bot_id.as_str());
+    let r = app
+        .post("/api/v1/bots", &admin, json!({"username": "ci-bot"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "username_taken")
+    );
+    let r = app
+        .post(&format!("/api/v1/bots/{bot_id}/enable"), &alice, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    audit.one("bot_enable", "success");
+    let u = app.get(&format!("/api/v1/users/{bot_id}"), &alice).await;
+    assert!(u.body.get("disabled_at").is_none(), "{:?}", u.body);
+}
+
 on_both_databases!(
     bots_and_their_tokens,
     incoming_webhooks_post_into_their_channel,
     outgoing_webhooks_deliver_and_answer,
     outgoing_retries_then_gives_up,
     outgoing_survives_a_restart,
+    outgoing_webhooks_are_updated,
+    bots_are_disabled_not_deleted,
 );

@@ -132,7 +132,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/outgoing-webhooks/{id}",
-            get(webhooks::get_outgoing).delete(webhooks::delete_outgoing),
+            get(webhooks::get_outgoing)
+                .put(webhooks::update_outgoing)
+                .delete(webhooks::delete_outgoing),
         )
         .fallback(ops::not_found);
     Router::new()

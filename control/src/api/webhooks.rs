@@ -26,7 +26,8 @@ use crate::auth::tokens::{hash_secret, random_secret};
 use crate::db::channels;
 use crate::db::teams::TeamRole;
 use crate::db::webhooks::{
-    self, ContentType, IncomingFields, IncomingWebhook, NewOutgoing, OutgoingWebhook, TriggerWhen,
+    self, ContentType, IncomingFields, IncomingWebhook, NewOutgoing, OutgoingFields,
+    OutgoingWebhook, TriggerWhen,
 };
 use crate::error::AppError;
 
@@ -189,15 +190,21 @@ pub async fn get_incoming(
 
 pub async fn update_incoming(
     State(state): State<AppState>,
+    client: Client,
     user: CurrentUser,
     Path(id): Path<String>,
     Json(req): Json<IncomingRequest>,
 ) -> Result<Json<IncomingWebhook>, AppError> {
     managed_incoming(&state, &user, &id).await?;
     let fields = req.fields()?;
-    Ok(Json(
-        webhooks::update_incoming(&state.db, &id, &fields, state.clock.now_ms()).await?,
-    ))
+    let hook = webhooks::update_incoming(&state.db, &id, &fields, state.clock.now_ms()).await?;
+    audit::record(
+        "incoming_webhook_update",
+        &actor(&user, &client),
+        "success",
+        &format!("hook {id} into channel {}", hook.channel_id),
+    );
+    Ok(Json(hook))
 }
 
 /// A new secret; the old URL stops working at once.
@@ -319,14 +326,12 @@ async fn require_team_admin(
     Ok(())
 }
 
-pub async fn create_outgoing(
-    State(state): State<AppState>,
-    client: Client,
-    user: CurrentUser,
-    Path(team_id): Path<String>,
-    Json(req): Json<OutgoingRequest>,
-) -> Result<Response, AppError> {
-    require_team_admin(&state, &user, &team_id).await?;
+/// Checks a create or update request for a hook of `team_id`.
+async fn check_outgoing<'a>(
+    state: &AppState,
+    team_id: &str,
+    req: &'a OutgoingRequest,
+) -> Result<OutgoingFields<'a>, AppError> {
     let display_name = req.display_name.trim();
     if display_name.is_empty() {
         return Err(AppError::BadRequest("display_name is required".into()));
@@ -355,28 +360,41 @@ pub async fn create_outgoing(
     }
     if let Some(ch) = &req.channel_id {
         let c = channels::get(&state.db, ch).await.ok();
-        if !c.is_some_and(|c| {
-            c.team_id.as_deref() == Some(team_id.as_str()) && c.kind == ChannelKind::Open
-        }) {
+        if !c.is_some_and(|c| c.team_id.as_deref() == Some(team_id) && c.kind == ChannelKind::Open)
+        {
             return Err(AppError::BadRequest(
                 "channel_id must name an open channel of this team".into(),
             ));
         }
     }
+    Ok(OutgoingFields {
+        channel_id: req.channel_id.as_deref(),
+        display_name,
+        trigger_words: &req.trigger_words,
+        trigger_when: req.trigger_when,
+        callback_urls: &req.callback_urls,
+        content_type: req.content_type,
+        reply_in_thread: req.reply_in_thread,
+    })
+}
+
+pub async fn create_outgoing(
+    State(state): State<AppState>,
+    client: Client,
+    user: CurrentUser,
+    Path(team_id): Path<String>,
+    Json(req): Json<OutgoingRequest>,
+) -> Result<Response, AppError> {
+    require_team_admin(&state, &user, &team_id).await?;
+    let fields = check_outgoing(&state, &team_id, &req).await?;
     let token = random_secret("");
     let hook = webhooks::create_outgoing(
         &state.db,
         NewOutgoing {
             team_id: &team_id,
-            channel_id: req.channel_id.as_deref(),
             creator_id: user.id(),
-            display_name,
-            trigger_words: &req.trigger_words,
-            trigger_when: req.trigger_when,
-            callback_urls: &req.callback_urls,
-            content_type: req.content_type,
-            reply_in_thread: req.reply_in_thread,
             token: &token,
+            fields,
         },
         state.clock.now_ms(),
     )
@@ -392,6 +410,34 @@ pub async fn create_outgoing(
         ),
     );
     Ok(created(hook))
+}
+
+/// Replaces a hook's settings (the whole request, as at creation: callback
+/// URLs are checked against the allow-list again). Queued deliveries to a
+/// URL the hook no longer names are dropped when their turn comes.
+pub async fn update_outgoing(
+    State(state): State<AppState>,
+    client: Client,
+    user: CurrentUser,
+    Path(id): Path<String>,
+    Json(req): Json<OutgoingRequest>,
+) -> Result<Json<OutgoingWebhook>, AppError> {
+    let old = managed_outgoing(&state, &user, &id).await?;
+    let fields = check_outgoing(&state, &old.team_id, &req).await?;
+    let hook = webhooks::update_outgoing(&state.db, &id, &fields, state.clock.now_ms()).await?;
+    audit::record(
+        "outgoing_webhook_update",
+        &actor(&user, &client),
+        "success",
+        &format!(
+            "hook {id} in team {} to {} (was {}); triggers {}",
+            hook.team_id,
+            hook.callback_urls.join(" "),
+            old.callback_urls.join(" "),
+            hook.trigger_words.join(" ")
+        ),
+    );
+    Ok(Json(hook))
 }
 
 pub async fn list_outgoing(

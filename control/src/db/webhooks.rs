@@ -238,22 +238,47 @@ fn outgoing(row: &AnyRow) -> DbResult<OutgoingWebhook> {
     })
 }
 
-pub struct NewOutgoing<'a> {
-    pub team_id: &'a str,
+/// What a team admin sets on an outgoing hook (at creation and update).
+pub struct OutgoingFields<'a> {
     pub channel_id: Option<&'a str>,
-    pub creator_id: &'a str,
     pub display_name: &'a str,
     pub trigger_words: &'a [String],
     pub trigger_when: TriggerWhen,
     pub callback_urls: &'a [String],
     pub content_type: ContentType,
     pub reply_in_thread: bool,
+}
+
+impl OutgoingFields<'_> {
+    fn trigger_when(&self) -> &'static str {
+        match self.trigger_when {
+            TriggerWhen::Exact => "exact",
+            TriggerWhen::Prefix => "prefix",
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.content_type {
+            ContentType::Json => "json",
+            ContentType::Form => "form",
+        }
+    }
+}
+
+pub struct NewOutgoing<'a> {
+    pub team_id: &'a str,
+    pub creator_id: &'a str,
     pub token: &'a str,
+    pub fields: OutgoingFields<'a>,
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
 pub async fn create_outgoing(db: &Db, n: NewOutgoing<'_>, now: i64) -> DbResult<OutgoingWebhook> {
     let id = new_id();
-    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let f = &n.fields;
     sqlx::query(
         "INSERT INTO outgoing_webhooks (id, token, team_id, channel_id, creator_id, display_name,
              trigger_words, trigger_when, callback_urls, content_type, reply_in_thread,
@@ -263,24 +288,48 @@ pub async fn create_outgoing(db: &Db, n: NewOutgoing<'_>, now: i64) -> DbResult<
     .bind(&id)
     .bind(n.token)
     .bind(n.team_id)
-    .bind(n.channel_id)
+    .bind(f.channel_id)
     .bind(n.creator_id)
-    .bind(n.display_name)
-    .bind(json(n.trigger_words))
-    .bind(match n.trigger_when {
-        TriggerWhen::Exact => "exact",
-        TriggerWhen::Prefix => "prefix",
-    })
-    .bind(json(n.callback_urls))
-    .bind(match n.content_type {
-        ContentType::Json => "json",
-        ContentType::Form => "form",
-    })
-    .bind(i64::from(n.reply_in_thread))
+    .bind(f.display_name)
+    .bind(json_list(f.trigger_words))
+    .bind(f.trigger_when())
+    .bind(json_list(f.callback_urls))
+    .bind(f.content_type())
+    .bind(i64::from(f.reply_in_thread))
     .bind(now)
     .execute(&db.pool)
     .await?;
     get_outgoing(db, &id).await
+}
+
+/// Replaces what a team admin sets; the team, creator and token stay.
+pub async fn update_outgoing(
+    db: &Db,
+    id: &str,
+    f: &OutgoingFields<'_>,
+    now: i64,
+) -> DbResult<OutgoingWebhook> {
+    let r = sqlx::query(
+        "UPDATE outgoing_webhooks SET channel_id = $2, display_name = $3, trigger_words = $4,
+             trigger_when = $5, callback_urls = $6, content_type = $7, reply_in_thread = $8,
+             updated_at = $9
+         WHERE id = $1 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(f.channel_id)
+    .bind(f.display_name)
+    .bind(json_list(f.trigger_words))
+    .bind(f.trigger_when())
+    .bind(json_list(f.callback_urls))
+    .bind(f.content_type())
+    .bind(i64::from(f.reply_in_thread))
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(DbError::NotFound);
+    }
+    get_outgoing(db, id).await
 }
 
 pub async fn get_outgoing(db: &Db, id: &str) -> DbResult<OutgoingWebhook> {
