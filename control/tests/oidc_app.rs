@@ -177,6 +177,7 @@ on_both!(
     wrong_issuer_audience_expiry_and_nonce_are_refused,
     replayed_or_foreign_state_and_replayed_code_are_refused,
     methods_and_bad_input,
+    entra_tenant_rules_through_the_sign_in,
 );
 
 async fn first_sign_in_provisions_and_the_next_finds_the_same_user(kind: Kind) {
@@ -428,4 +429,144 @@ async fn methods_and_bad_input(kind: Kind) {
     assert!(q.contains_key("nonce") && q.contains_key("code_challenge"));
     assert_eq!(format!("enclave_oidc_state={}", q["state"]), s.state_cookie);
     assert_eq!(count(&app, "oidc_logins").await, 1);
+}
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const OTHER_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+const ADA_OID: &str = "00000000-0000-0000-66f3-3332eca7ea81";
+
+/// Entra ID's shape: `tid` and `oid` in every token; Entra's `sub` differs
+/// per app registration, so "ada-other-app" is Ada as another app sees her.
+fn entra_accounts() -> Value {
+    let ada = |tid: &str| {
+        json!({"tid": tid, "oid": ADA_OID, "email": "ada@contoso.example",
+               "name": "Ada Lovelace", "preferred_username": "ada",
+               "groups": ["a1b2c3d4-0000-0000-0000-000000000001"]})
+    };
+    json!({
+        "ada": ada(TENANT),
+        "ada-other-app": ada(TENANT),
+        // The same oid in another tenant is someone else.
+        "ada-elsewhere": ada(OTHER_TENANT),
+        // Her token's issuer names another tenant than her `tid`.
+        "eve": {"tid": TENANT, "oid": "00000000-0000-0000-0000-00000000e7e0",
+                "preferred_username": "eve"},
+        // Too many groups: Entra lists none and points elsewhere instead
+        // (the provider passes `_claim_names` on for a claim it serves,
+        // hence `groups` on Ada).
+        "olga": {"tid": TENANT, "oid": "00000000-0000-0000-0000-0000000001ca",
+                 "preferred_username": "olga",
+                 "_claim_names": {"groups": "src1"},
+                 "_claim_sources": {"src1": {"endpoint": "https://graph.microsoft.com/v1.0/users/x/getMemberObjects"}}},
+    })
+}
+
+/// The provider as Entra's multi-tenant endpoint, and an app configured
+/// for it as an Entra deployment is: the `{tenantid}` issuer template and
+/// the `common` metadata.
+async fn entra_idp(port: u16, accounts: Value) -> Option<Provider> {
+    idp(json!({"port": port, "accounts": accounts,
+               "entra": {"issuer_tenant": {"eve": OTHER_TENANT}}}))
+    .await
+}
+
+async fn entra_app(kind: Kind, p: &Provider, allowed_tenants: &[&str]) -> TestApp {
+    app(kind, p, |o| {
+        o.issuer = format!("{}/{{tenantid}}/v2.0", p.issuer);
+        o.discovery_url = format!("{}/common/v2.0/.well-known/openid-configuration", p.issuer);
+        o.allowed_tenants = allowed_tenants.iter().map(|t| (*t).to_owned()).collect();
+    })
+    .await
+}
+
+async fn me(app: &TestApp, r: &Resp) -> Value {
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    let (cookie, _) = session_of(r);
+    let me = get(app, "/api/v1/users/me", Some(&cookie)).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    me.body
+}
+
+async fn entra_tenant_rules_through_the_sign_in(kind: Kind) {
+    let port = free_port();
+    let Some(p) = entra_idp(port, entra_accounts()).await else {
+        return;
+    };
+    let app = entra_app(kind, &p, &[]).await;
+
+    // A token whose issuer is not the tenant-bound one for its `tid`.
+    let r = sign_in(&app, "eve").await;
+    assert_refused(&app, &r, StatusCode::UNAUTHORIZED, "oidc_wrong_issuer").await;
+    // A groups overage fails closed, with its own code.
+    let r = sign_in(&app, "olga").await;
+    assert_refused(&app, &r, StatusCode::FORBIDDEN, "oidc_groups_overage").await;
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("groups overage"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(count(&app, "users").await, 0);
+
+    // The identity is (tenant, oid): another app registration's `sub` for
+    // Ada is still Ada; the same oid in another tenant is a new account.
+    let ada = me(&app, &sign_in(&app, "ada").await).await;
+    assert_eq!(ada["username"], "ada");
+    let again = me(&app, &sign_in(&app, "ada-other-app").await).await;
+    assert_eq!(again["id"], ada["id"]);
+    let elsewhere = me(&app, &sign_in(&app, "ada-elsewhere").await).await;
+    assert_ne!(elsewhere["id"], ada["id"]);
+    assert_eq!(elsewhere["username"], "ada-1");
+    let keys: Vec<(String, Option<String>)> =
+        sqlx::query("SELECT account_key, tenant FROM identities ORDER BY account_key")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("account_key").unwrap(),
+                    r.try_get("tenant").unwrap(),
+                )
+            })
+            .collect();
+    assert_eq!(
+        keys,
+        vec![
+            (format!("tid:{TENANT}:{ADA_OID}"), Some(TENANT.to_owned())),
+            (
+                format!("tid:{OTHER_TENANT}:{ADA_OID}"),
+                Some(OTHER_TENANT.to_owned())
+            ),
+        ]
+    );
+
+    // Ada's email changes at the provider: same account, email follows.
+    p.stop().await;
+    let mut changed = entra_accounts();
+    changed["ada"]["email"] = json!("ada.lovelace@contoso.example");
+    let Some(p2) = entra_idp(port, changed).await else {
+        return;
+    };
+    let renamed = me(&app, &sign_in(&app, "ada").await).await;
+    assert_eq!(renamed["id"], ada["id"]);
+    assert_eq!(renamed["email"], "ada.lovelace@contoso.example");
+    assert_eq!(count(&app, "users").await, 2);
+    assert_eq!(count(&app, "identities").await, 2);
+
+    // allowed_tenants: a valid token from a tenant not on the list.
+    let only_other = entra_app(kind, &p2, &[OTHER_TENANT]).await;
+    let r = sign_in(&only_other, "ada").await;
+    assert_refused(
+        &only_other,
+        &r,
+        StatusCode::FORBIDDEN,
+        "oidc_tenant_not_allowed",
+    )
+    .await;
+    let r = sign_in(&only_other, "ada-elsewhere").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{:?}", r.body);
+    p2.stop().await;
 }

@@ -20,6 +20,15 @@
 //                        play a provider that answers wrongly
 //   id_token_expired     true: every ID token was issued 2 h ago and
 //                        expired 1 h ago
+//   entra                {issuer_tenant?: {"<account>": "<tid>"}}: play
+//                        Entra ID's multi-tenant endpoint. The metadata at
+//                        /common/v2.0/.well-known/openid-configuration names
+//                        the issuer ISSUER/{tenantid}/v2.0, and each ID
+//                        token's iss becomes ISSUER/<tid>/v2.0 for the
+//                        token's own `tid` claim (give accounts `tid`, `oid`
+//                        and, for a groups overage, `_claim_names`), or for
+//                        the tenant issuer_tenant names for the account, to
+//                        play a token whose issuer and `tid` disagree
 //
 // Interaction is the package's development login and consent pages: POST
 // `prompt=login&login=<account>&password=<any>` to /interaction/<uid>, then
@@ -82,7 +91,8 @@ const provider = new Provider(issuer, {
 // Testing knobs: rewrite the ID token's claims and sign again with the
 // provider's own key, as a misbehaving or compromised provider would.
 const overrides = config.id_token_overrides ?? {};
-if (Object.keys(overrides).length || config.id_token_expired) {
+const entra = config.entra;
+if (Object.keys(overrides).length || config.id_token_expired || entra) {
   const signingKey = await jose.importJWK(keys[0], 'RS256');
   const issue = provider.IdToken.prototype.issue;
   provider.IdToken.prototype.issue = async function patched(options) {
@@ -93,13 +103,25 @@ if (Object.keys(overrides).length || config.id_token_expired) {
       const now = Math.floor(Date.now() / 1000);
       Object.assign(payload, { iat: now - 7200, exp: now - 3600 });
     }
+    const tenant = entra?.issuer_tenant?.[payload.sub] ?? payload.tid;
+    if (entra && tenant) payload.iss = `${issuer}/${tenant}/v2.0`;
     return new jose.CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
       .setProtectedHeader(jose.decodeProtectedHeader(jwt))
       .sign(signingKey);
   };
 }
 
-server.on('request', provider.callback());
+const serve = provider.callback();
+server.on('request', async (req, res) => {
+  if (entra && req.url === '/common/v2.0/.well-known/openid-configuration') {
+    const own = await fetch(`${issuer}/.well-known/openid-configuration`);
+    const metadata = { ...(await own.json()), issuer: `${issuer}/{tenantid}/v2.0` };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(metadata));
+    return;
+  }
+  serve(req, res);
+});
 process.stdout.write(`${JSON.stringify({ issuer, port })}\n`);
 
 const stop = () => server.close(() => process.exit(0));
