@@ -395,6 +395,170 @@ async fn changing_the_password_ends_every_session(app: TestApp) {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// The audit log holds every security-relevant action of this surface,
+/// each with its actor, client address, outcome and time.
+async fn security_actions_are_audited(mut app: TestApp) {
+    let audit = common::audit::AuditLog::capture();
+    let root = app.user("root", SystemRole::Admin).await;
+    let alice = app.user("alice", SystemRole::User).await;
+    let wrong = json!({"username": "alice", "password": "Wrong-Password-1"});
+    for _ in 0..5 {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(wrong.clone()),
+        )
+        .await;
+    }
+    assert_eq!(audit.find("login", "failure").len(), 5);
+    // An unknown name: a failure with no user id.
+    app.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"username": "nobody", "password": "x"})),
+    )
+    .await;
+    let unknown = audit.find("login", "failure").pop().unwrap();
+    assert_eq!(
+        (&unknown["actor_id"], &unknown["actor"], &unknown["detail"]),
+        (&json!(""), &json!("nobody"), &json!("unknown user"))
+    );
+    let locked = audit.one("account_locked", "success");
+    assert_eq!(locked["actor_id"], alice.id.as_str());
+    let right = json!({"username": "alice", "password": PASSWORD});
+    app.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(right.clone()),
+    )
+    .await;
+    audit.one("login", "locked");
+    app.clock.advance_ms(15 * 60_000 + 1);
+    let (cookie, csrf) = login(&app, &alice).await;
+    let ok = audit.one("login", "success");
+    assert_eq!(
+        (&ok["actor_id"], &ok["actor"], &ok["ip"]),
+        (&json!(alice.id), &json!("alice"), &json!("192.0.2.10"))
+    );
+    assert!(
+        ok["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("password, session ")
+    );
+    assert!(
+        ok["time"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{ok}"
+    );
+
+    let r = app
+        .post("/api/v1/users/me/tokens", &alice, json!({"name": "ci"}))
+        .await;
+    let token_id = r.body["id"].as_str().unwrap().to_owned();
+    audit.one("token_create", "success");
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/users/me/tokens/{token_id}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    audit.one("token_revoke", "success");
+    // A second session, younger than the cookie's, to revoke.
+    app.clock.advance_ms(1_000);
+    login(&app, &alice).await;
+    let sessions = app.get("/api/v1/users/me/sessions", &alice).await.body;
+    let other = sessions.as_array().unwrap()[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/users/me/sessions/{other}"),
+        Some(&alice),
+        None,
+    )
+    .await;
+    assert!(
+        audit.one("session_revoke", "success")["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&other)
+    );
+    with_cookie(
+        &app,
+        Method::POST,
+        "/api/v1/auth/logout",
+        &cookie,
+        Some(&csrf),
+        None,
+    )
+    .await;
+    audit.one("logout", "success");
+
+    // Role changes and account creation by an admin.
+    app.post(
+        "/api/v1/users",
+        &root,
+        json!({"username": "carol", "password": "Another-Good-Pass-7"}),
+    )
+    .await;
+    assert_eq!(
+        audit.one("user_create", "success")["actor_id"],
+        root.id.as_str()
+    );
+    let team = app.team("eng", &root, &[]).await;
+    app.post(
+        &format!("/api/v1/teams/{team}/members"),
+        &root,
+        json!({"user_id": alice.id, "role": "admin"}),
+    )
+    .await;
+    let set = audit.one("team_member_set", "success");
+    assert!(
+        set["detail"].as_str().unwrap().contains("as admin"),
+        "{set}"
+    );
+
+    // Password changes, failed and done.
+    let change =
+        |current: &str| json!({"current_password": current, "new_password": "Brand-New-Pass-42"});
+    app.call(
+        Method::PUT,
+        "/api/v1/users/me/password",
+        Some(&alice),
+        Some(change("nope")),
+    )
+    .await;
+    audit.one("password_change", "failure");
+    app.call(
+        Method::PUT,
+        "/api/v1/users/me/password",
+        Some(&alice),
+        Some(change(PASSWORD)),
+    )
+    .await;
+    audit.one("password_change", "success");
+
+    // The rate limit, from another address.
+    app.ip = "192.0.2.99:5000".parse().unwrap();
+    for _ in 0..21 {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(wrong.clone()),
+        )
+        .await;
+    }
+    let limited = audit.one("login", "rate_limited");
+    assert_eq!(limited["ip"], "192.0.2.99");
+    let _ = right;
+}
+
 on_both_databases!(
     cookie_login_and_csrf,
     idle_timeout_and_absolute_lifetime,
@@ -404,4 +568,5 @@ on_both_databases!(
     access_tokens,
     admins_create_users_under_the_password_policy,
     changing_the_password_ends_every_session,
+    security_actions_are_audited,
 );

@@ -15,6 +15,19 @@ async fn health_readiness_and_metrics(app: TestApp) {
     let alice = app.user("alice", SystemRole::User).await;
     app.get("/api/v1/users/me", &alice).await;
     app.get("/api/v1/teams/nonexistent", &alice).await;
+    // A login, a failed one and a post, for their families.
+    for password in [common::PASSWORD, "Wrong-Password-1"] {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(serde_json::json!({"username": "alice", "password": password})),
+        )
+        .await;
+    }
+    let team = app.team("eng", &alice, &[]).await;
+    let ch = app.channel(&team, "general", "open", &alice).await;
+    app.say(&ch, &alice, "hello").await;
     let r = app.call(Method::GET, "/metrics", None, None).await;
     let text = r.body.as_str().unwrap().to_owned();
     for needle in [
@@ -23,6 +36,10 @@ async fn health_readiness_and_metrics(app: TestApp) {
         "enclave_control_http_request_duration_seconds_bucket",
         "enclave_control_db_pool_connections",
         "enclave_control_ws_connections 0",
+        r#"enclave_control_logins_total{outcome="success"} 1"#,
+        r#"enclave_control_logins_total{outcome="failure"} 1"#,
+        "enclave_control_posts_created_total 1",
+        "enclave_control_db_pool_idle_connections",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
