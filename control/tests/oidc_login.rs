@@ -12,9 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use control::oidc::{Callback, MemoryLoginStates, OidcClient, OidcConfig, OidcError};
-use http_body_util::{BodyExt as _, Full};
 use serde_json::json;
 
 const REDIRECT: &str = "http://127.0.0.1:18099/oidc/callback";
@@ -36,109 +34,15 @@ async fn confidential(p: &Provider) -> OidcClient {
     client(p, "enclave", Some("enclave-secret")).await
 }
 
-/// The browser: follows redirects, keeps cookies, fills the provider's
-/// login and consent forms, and stops at our callback.
-struct Browser {
-    http: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
-        Browser {
-            http,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        url: &str,
-        form: Option<&str>,
-    ) -> (u16, Option<String>, String) {
-        let mut req = hyper::Request::builder().method(method).uri(url);
-        if !self.cookies.is_empty() {
-            let cookie = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            req = req.header("cookie", cookie);
-        }
-        if form.is_some() {
-            req = req.header("content-type", "application/x-www-form-urlencoded");
-        }
-        let body = Full::new(Bytes::from(form.unwrap_or("").to_owned()));
-        let resp = self.http.request(req.body(body).unwrap()).await.unwrap();
-        for v in resp.headers().get_all("set-cookie") {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            if let Some((k, v)) = pair.split_once('=') {
-                self.cookies
-                    .insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-        }
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get("location")
-            .map(|l| l.to_str().unwrap().to_owned());
-        let text = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes())
-            .into_owned();
-        (status, location, text)
-    }
-
-    /// Logs `user` in from the authorization URL; returns the callback.
-    async fn login(&mut self, authorize_url: &str, user: &str) -> Callback {
-        let origin = {
-            let u = openidconnect::url::Url::parse(authorize_url).unwrap();
-            format!("{}://{}", u.scheme(), u.host_str().unwrap())
-                + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
-        };
-        let mut url = authorize_url.to_owned();
-        let mut form: Option<String> = None;
-        for _ in 0..20 {
-            let (status, location, page) = self
-                .request(
-                    if form.is_some() { "POST" } else { "GET" },
-                    &url,
-                    form.as_deref(),
-                )
-                .await;
-            form = None;
-            if let Some(loc) = location {
-                let next = if loc.starts_with('/') {
-                    format!("{origin}{loc}")
-                } else {
-                    loc
-                };
-                if next.starts_with(REDIRECT) {
-                    let q = openidconnect::url::Url::parse(&next).unwrap();
-                    let pairs: BTreeMap<String, String> = q.query_pairs().into_owned().collect();
-                    return serde_json::from_value(serde_json::to_value(pairs).unwrap()).unwrap();
-                }
-                url = next;
-                continue;
-            }
-            assert_eq!(status, 200, "unexpected page at {url}: {page}");
-            // The development interaction pages: a login form, then consent.
-            if page.contains("name=\"login\"") {
-                form = Some(format!("prompt=login&login={user}&password=any"));
-            } else if page.contains("value=\"consent\"") || page.contains("name=\"prompt\"") {
-                form = Some("prompt=consent".into());
-            } else {
-                panic!("no form to fill at {url}: {page}");
-            }
-        }
-        panic!("login did not reach the callback");
-    }
+/// Signs `user` in through the provider's pages (the shared test browser)
+/// and reads the callback's query parameters.
+async fn sign_in(authorize_url: &str, user: &str) -> Callback {
+    let back = idp::Browser::new()
+        .sign_in(authorize_url, user, REDIRECT)
+        .await;
+    let q = openidconnect::url::Url::parse(&back).unwrap();
+    let pairs: BTreeMap<String, String> = q.query_pairs().into_owned().collect();
+    serde_json::from_value(serde_json::to_value(pairs).unwrap()).unwrap()
 }
 
 async fn login(rp: &OidcClient) -> Callback {
@@ -146,7 +50,7 @@ async fn login(rp: &OidcClient) -> Callback {
         .begin_login(Some("/channels/town-square".into()))
         .await
         .unwrap();
-    Browser::new().login(&start.authorize_url, "alice").await
+    sign_in(&start.authorize_url, "alice").await
 }
 
 #[tokio::test]
@@ -164,7 +68,7 @@ async fn login_with_authorization_code_and_pkce() {
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q.contains_key("nonce") && q["state"] == start.state);
 
-    let callback = Browser::new().login(&start.authorize_url, "alice").await;
+    let callback = sign_in(&start.authorize_url, "alice").await;
     assert_eq!(callback.iss.as_deref(), Some(p.issuer.as_str()));
     let done = rp.complete_login(&callback).await.unwrap();
     assert_eq!(done.return_to.as_deref(), Some("/channels/town-square"));
