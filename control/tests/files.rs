@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use common::{Kind, Resp, TestApp, TestUser};
 use control::Config;
-use control::config::S3Section;
 use control::db::users::SystemRole;
 use control::files::cleanup;
 use control::storage::{ObjectKey, PutOptions, S3Store, bytes_stream};
@@ -48,57 +47,6 @@ struct Fx {
     private: String,
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-async fn s3_section() -> Option<S3Section> {
-    let endpoint = env_or("ENCLAVE_TEST_S3_ENDPOINT", "http://127.0.0.1:18333");
-    let authority = endpoint
-        .split("://")
-        .nth(1)
-        .unwrap_or(&endpoint)
-        .trim_end_matches('/')
-        .to_owned();
-    let up = matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(&authority)
-        )
-        .await,
-        Ok(Ok(_))
-    );
-    if !up {
-        let msg = format!("no S3-compatible store at {endpoint}");
-        if std::env::var("ENCLAVE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{msg}; ENCLAVE_REQUIRE_SERVICES=1 makes this a failure");
-        }
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED (S3 test): {msg}\n").as_bytes(),
-        );
-        return None;
-    }
-    let s = S3Section {
-        endpoint,
-        region: env_or("ENCLAVE_TEST_S3_REGION", "us-east-1"),
-        bucket: env_or("ENCLAVE_TEST_S3_BUCKET", "enclave-test"),
-        access_key_id: env_or("ENCLAVE_TEST_S3_ACCESS_KEY", "enclave-test"),
-        secret_access_key: env_or("ENCLAVE_TEST_S3_SECRET_KEY", "enclave-test-secret"),
-        path_style: true,
-        part_size: 5 << 20,
-    };
-    S3Store::new(&s.to_store_config())
-        .unwrap()
-        .ensure_bucket()
-        .await
-        .expect("create the test bucket");
-    Some(s)
-}
-
 async fn fixture(kind: Kind, store: Store, tweak: impl FnOnce(&mut Config)) -> Option<Fx> {
     if kind == Kind::Postgres && common::skip_postgres() {
         eprintln!("ENCLAVE_SKIP_POSTGRES=1: skipped");
@@ -111,7 +59,7 @@ async fn fixture(kind: Kind, store: Store, tweak: impl FnOnce(&mut Config)) -> O
     // Every test its own prefix: tests share one bucket.
     config.storage.key_prefix = format!("t{:016x}/files/", rand::random::<u64>());
     if store == Store::S3 {
-        config.storage.s3 = Some(s3_section().await?);
+        config.storage.s3 = Some(common::s3::section().await?);
     }
     tweak(&mut config);
     config.validate().expect("test config is valid");

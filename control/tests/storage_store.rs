@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use control::storage::{
-    ByteRange, ByteStream, IdempotencyKey, LocalStore, ObjectKey, ObjectStore, PutOptions,
-    S3Config, S3Store, StorageError, bytes_stream, collect, delete_orphans,
+    ByteRange, ByteStream, IdempotencyKey, LocalStore, ObjectKey, ObjectStore, PutOptions, S3Store,
+    StorageError, bytes_stream, collect, delete_orphans,
 };
 use futures_util::StreamExt as _;
 
@@ -63,53 +63,11 @@ async fn local() -> Option<Fixture> {
     })
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
+#[path = "common/s3.rs"]
+mod s3_env;
 
 async fn s3() -> Option<Fixture> {
-    let endpoint = env_or("ENCLAVE_TEST_S3_ENDPOINT", "http://127.0.0.1:18333");
-    let authority = endpoint
-        .split("://")
-        .nth(1)
-        .unwrap_or(&endpoint)
-        .trim_end_matches('/')
-        .to_owned();
-    let reachable = matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(&authority)
-        )
-        .await,
-        Ok(Ok(_))
-    );
-    if !reachable {
-        let msg = format!(
-            "no S3-compatible store at {endpoint} (run scripts/setup, or point ENCLAVE_TEST_S3_ENDPOINT at one)"
-        );
-        if std::env::var("ENCLAVE_REQUIRE_SERVICES").as_deref() == Ok("1") {
-            panic!("{msg}; ENCLAVE_REQUIRE_SERVICES=1 makes this a failure");
-        }
-        // Straight to stderr: libtest captures eprintln!, and a skip must show.
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("SKIPPED (S3 test): {msg}\n").as_bytes(),
-        );
-        return None;
-    }
-    let mut config = S3Config::new(
-        Some(endpoint),
-        &env_or("ENCLAVE_TEST_S3_BUCKET", "enclave-test"),
-        &env_or("ENCLAVE_TEST_S3_ACCESS_KEY", "enclave-test"),
-        &env_or("ENCLAVE_TEST_S3_SECRET_KEY", "enclave-test-secret"),
-    );
-    config.region = env_or("ENCLAVE_TEST_S3_REGION", "us-east-1");
-    config.part_size = 5 * MIB;
-    let store = S3Store::new(&config).unwrap();
-    store.ensure_bucket().await.expect("create the test bucket");
+    let store = S3Store::new(&s3_env::section().await?.to_store_config()).unwrap();
     Some(Fixture {
         store: Box::new(store.clone()),
         prefix: unique_prefix(),

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod audit;
+pub mod s3;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
