@@ -24,6 +24,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::call::{CallInfo, ClientSignal, LeaveReason, Participant, RingEnd, ServerSignal};
+use crate::ids::{CallId, SessionId};
+
 /// Version of the client ⇄ control event protocol. Bump on any
 /// incompatible change.
 pub const EVENTS_VERSION: u32 = 1;
@@ -45,6 +48,12 @@ pub enum ClientMessage {
         channel_id: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         root_id: Option<String>,
+    },
+    /// Media negotiation for one of this user's sessions in a call.
+    CallSignal {
+        call_id: CallId,
+        session_id: SessionId,
+        signal: ClientSignal,
     },
 }
 
@@ -98,6 +107,25 @@ pub enum ServerMessage {
     Presence {
         user_id: String,
         status: PresenceStatus,
+    },
+    /// Media negotiation for one of this client's sessions in a call.
+    CallSignal {
+        call_id: CallId,
+        session_id: SessionId,
+        signal: ServerSignal,
+    },
+    /// Ephemeral: a participant started or stopped speaking (from rtcd).
+    CallVoice {
+        call_id: CallId,
+        session_id: SessionId,
+        speaking: bool,
+    },
+    /// Ephemeral: an emoji reaction in a call.
+    CallReaction {
+        call_id: CallId,
+        session_id: SessionId,
+        user_id: String,
+        emoji: String,
     },
     /// The last message before control closes the socket.
     Closing {
@@ -188,6 +216,45 @@ pub enum Event {
         channel_id: String,
         user_id: String,
     },
+    /// A call started in a channel. In a direct or group channel the
+    /// other members' clients ring until a `call_ring_ended` for them.
+    CallStarted {
+        call: CallInfo,
+    },
+    CallJoined {
+        call_id: CallId,
+        channel_id: String,
+        participant: Participant,
+    },
+    CallLeft {
+        call_id: CallId,
+        channel_id: String,
+        session_id: SessionId,
+        user_id: String,
+        reason: LeaveReason,
+    },
+    /// Mute, camera, screen, hand, host or connection state changed.
+    CallParticipantChanged {
+        call_id: CallId,
+        channel_id: String,
+        participant: Participant,
+    },
+    CallRingEnded {
+        call_id: CallId,
+        channel_id: String,
+        user_id: String,
+        reason: RingEnd,
+    },
+    CallEnded {
+        call_id: CallId,
+        channel_id: String,
+        ended_at: i64,
+        duration_ms: i64,
+        /// The host who ended it for everyone; absent when the last
+        /// participant left.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_by: Option<String>,
+    },
 }
 
 impl Event {
@@ -204,6 +271,12 @@ impl Event {
             Event::MemberJoined { .. } => "member_joined",
             Event::MemberLeft { .. } => "member_left",
             Event::ChannelViewed { .. } => "channel_viewed",
+            Event::CallStarted { .. } => "call_started",
+            Event::CallJoined { .. } => "call_joined",
+            Event::CallLeft { .. } => "call_left",
+            Event::CallParticipantChanged { .. } => "call_participant_changed",
+            Event::CallRingEnded { .. } => "call_ring_ended",
+            Event::CallEnded { .. } => "call_ended",
         }
     }
 }

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use signaling::call::{ClientSignal, IceServer, JoinInfo, ServerSignal};
+use signaling::call::{
+    CallInfo, ClientSignal, IceServer, JoinInfo, Participant, ParticipantChange, ReconnectReason,
+    ServerSignal,
+};
 use signaling::media::{
     IceCandidate, Permissions, Sdp, TrackDeclaration, TrackSource, VideoQuality,
 };
@@ -262,6 +265,24 @@ fn client_signals() {
                 username: Some("u".into()),
                 credential: Some("p".into()),
             }],
+            call: None,
+        },
+    );
+    check(
+        "join_info_with_call",
+        JoinInfo {
+            call_id: call(),
+            session_id: session(),
+            ice_servers: vec![],
+            call: Some(call_info()),
+        },
+    );
+    check(
+        "participant_change",
+        ParticipantChange {
+            muted: Some(true),
+            hand_raised: Some(false),
+            ..ParticipantChange::default()
         },
     );
     check(
@@ -295,6 +316,42 @@ fn client_signals() {
             candidate: candidate(),
         },
     );
+    check(
+        "server_reconnect",
+        ServerSignal::Reconnect {
+            reason: ReconnectReason::NodeFailed,
+        },
+    );
+}
+
+fn call_info() -> CallInfo {
+    CallInfo {
+        id: call(),
+        channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        started_by: "u1a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        started_at: 1_764_000_000_000,
+        ended_at: None,
+        post_id: "p9a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        participants: vec![Participant {
+            session_id: session(),
+            user_id: "u1a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            joined_at: 1_764_000_000_000,
+            host: true,
+            muted: false,
+            camera: true,
+            screen: false,
+            hand_raised: false,
+            connected: true,
+        }],
+        max_participants: 100,
+        recording: false,
+    }
+}
+
+#[test]
+fn a_participant_change_refuses_unknown_fields() {
+    let err = serde_json::from_str::<ParticipantChange>(r#"{"host":true}"#).unwrap_err();
+    assert!(err.to_string().contains("unknown field"), "{err}");
 }
 
 #[test]

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use signaling::call::{ClientSignal, LeaveReason, Participant, RingEnd, ServerSignal};
 use signaling::events::{
     Channel, ChannelKind, ClientMessage, CloseReason, EVENTS_VERSION, Event, FileInfo, Post,
     PresenceStatus, Reaction, Resume, ResyncReason, ServerMessage,
 };
+use signaling::{CallId, SessionId};
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -126,6 +128,112 @@ fn client_messages() {
         ClientMessage::Typing {
             channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
             root_id: None,
+        },
+    );
+    check(
+        "client_call_signal",
+        ClientMessage::CallSignal {
+            call_id: call_id(),
+            session_id: session_id(),
+            signal: ClientSignal::IceRestart,
+        },
+    );
+}
+
+fn call_id() -> CallId {
+    CallId::new("k7a2kq3m5n6o7p2q3r4s5t6u7v").unwrap()
+}
+
+fn session_id() -> SessionId {
+    SessionId::new("s1a2kq3m5n6o7p2q3r4s5t6u7v").unwrap()
+}
+
+fn participant() -> Participant {
+    Participant {
+        session_id: session_id(),
+        user_id: "u1a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+        joined_at: 1_764_000_000_000,
+        host: false,
+        muted: true,
+        camera: false,
+        screen: false,
+        hand_raised: true,
+        connected: true,
+    }
+}
+
+#[test]
+fn call_messages() {
+    check(
+        "server_call_signal",
+        ServerMessage::CallSignal {
+            call_id: call_id(),
+            session_id: session_id(),
+            signal: ServerSignal::Reconnect {
+                reason: signaling::call::ReconnectReason::NodeDrained,
+            },
+        },
+    );
+    check(
+        "server_call_voice",
+        ServerMessage::CallVoice {
+            call_id: call_id(),
+            session_id: session_id(),
+            speaking: true,
+        },
+    );
+    check(
+        "server_call_reaction",
+        ServerMessage::CallReaction {
+            call_id: call_id(),
+            session_id: session_id(),
+            user_id: participant().user_id,
+            emoji: "tada".into(),
+        },
+    );
+    check(
+        "event_call_joined",
+        Event::CallJoined {
+            call_id: call_id(),
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            participant: participant(),
+        },
+    );
+    check(
+        "event_call_left",
+        Event::CallLeft {
+            call_id: call_id(),
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            session_id: session_id(),
+            user_id: participant().user_id,
+            reason: LeaveReason::Removed,
+        },
+    );
+    check(
+        "event_call_participant_changed",
+        Event::CallParticipantChanged {
+            call_id: call_id(),
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            participant: participant(),
+        },
+    );
+    check(
+        "event_call_ring_ended",
+        Event::CallRingEnded {
+            call_id: call_id(),
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            user_id: participant().user_id,
+            reason: RingEnd::Declined,
+        },
+    );
+    check(
+        "event_call_ended",
+        Event::CallEnded {
+            call_id: call_id(),
+            channel_id: "c4a2kq3m5n6o7p2q3r4s5t6u7v".into(),
+            ended_at: 1_764_000_123_000,
+            duration_ms: 123_000,
+            ended_by: None,
         },
     );
 }

@@ -399,6 +399,17 @@ async fn handle_client(
                 message: serde_json::to_string(&msg).unwrap_or_default(),
             });
         }
+        // Refused until control places calls on rtcd nodes.
+        ClientMessage::CallSignal { call_id, .. } => {
+            send(
+                socket,
+                &ServerMessage::Error {
+                    code: "unknown_call".into(),
+                    message: format!("no call {call_id} is running"),
+                },
+            )
+            .await?
+        }
     }
     Ok(())
 }
