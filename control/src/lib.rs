@@ -33,6 +33,7 @@ pub mod oidc;
 pub mod presence;
 pub mod search;
 pub mod storage;
+pub mod web;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -139,6 +139,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found);
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(crate::web::index))
+        .route("/app/{file}", get(crate::web::file))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
