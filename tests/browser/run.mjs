@@ -8,7 +8,8 @@
 //                [--timeout-ms N] [--screenshot PATH]
 //
 // Flags override fields of the JSON file; with no file, flags alone do.
-// Scenarios: loopback, whip-whep, two-pages-relay (see README.md here).
+// Scenarios: loopback, whip-whep, two-pages-relay, and the web client's
+// own (app.mjs: chat, call); see README.md here.
 // Exit code: 0 when the scenario ran through ("ok": true), 1 when it failed
 // (the JSON line then carries "error"), 2 on bad usage.
 //
@@ -23,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { appScenarios } from './app.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGES = path.join(HERE, 'pages');
@@ -252,17 +254,23 @@ const scenarios = {
 
 async function main() {
   const cfg = await parseArgs(process.argv.slice(2));
-  const run = scenarios[cfg.scenario];
-  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${Object.keys(scenarios).join(', ')})`);
+  const own = appScenarios[cfg.scenario];
+  const run = own ?? scenarios[cfg.scenario];
+  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${[...Object.keys(scenarios), ...Object.keys(appScenarios)].join(', ')})`);
 
   const started = Date.now();
   const result = { ok: false, scenario: cfg.scenario, error: null, elapsed_ms: null, sample_seconds: cfg.sample_seconds, trickle: cfg.trickle, screenshot: null };
-  const ctx = { context: null, origin: null, shot: null, cleanup: [] };
+  const ctx = { context: null, origin: null, shot: null, cleanup: [], args: CHROMIUM_ARGS };
   let server = null;
   let profile = null;
   let timer = null;
 
   const body = async () => {
+    // The web client's scenarios start their own browser: one context per user.
+    if (own) {
+      await run(ctx, cfg, result);
+      return;
+    }
     server = await servePages();
     ctx.origin = `http://127.0.0.1:${server.address().port}`;
     profile = await mkdtemp(path.join(os.tmpdir(), 'enclave-chromium-'));

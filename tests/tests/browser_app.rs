@@ -1,0 +1,360 @@
+//! Enclave's web client in headless Chromium against a real control
+//! (in process, SQLite in a temporary folder, on loopback in a private
+//! network namespace): people sign in through the page and talk.
+//!
+//! - `web_client_headers`: `/` and `/app/*` carry the content types, the
+//!   strict Content-Security-Policy, `nosniff` and a revalidating cache.
+//! - `chat_two_users`: two users in two browser contexts (one 320 px
+//!   wide); a post raises an unread badge, then appears live; a thread
+//!   reply and a reaction made from the narrow page reach the other live.
+//!
+//! Skipped (ignored) without node, Chromium or tests/browser/node_modules,
+//! unless ENCLAVE_REQUIRE_BROWSER=1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request};
+use control::bus::LocalBus;
+use control::clock::SystemClock;
+use control::db::Db;
+use control::db::users::SystemRole;
+use control::{AppState, Config};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::{Value, json};
+use tests::browser;
+use tests::netns;
+use tower::ServiceExt as _;
+
+type TestFn = fn() -> Result<(), Failed>;
+
+const PASSWORD: &str = "Correct-Horse-9-Battery";
+
+fn main() {
+    let netns = netns::enter_isolated_loopback();
+    let mut args = Arguments::from_args();
+    args.test_threads.get_or_insert(1);
+    let no_netns = netns
+        .as_ref()
+        .err()
+        .map(|e| format!("no private network namespace: {e:#}"));
+    let no_browser = no_netns
+        .clone()
+        .or_else(browser::browser_unavailable_reason);
+    let required = browser::browser_required();
+    if let Some(why) = &no_browser {
+        eprintln!(
+            "browser_app: {} browser tests: {why}",
+            if required { "failing" } else { "skipping" }
+        );
+    }
+    let tests: [(&str, TestFn, &Option<String>); 2] = [
+        ("web_client_headers", web_client_headers, &no_netns),
+        ("chat_two_users", chat_two_users, &no_browser),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f, skip)| {
+            let ignored = skip.is_some() && !required;
+            let skip = skip.clone();
+            Trial::test(name, move || match skip {
+                Some(why) => Err(why.into()),
+                None => f(),
+            })
+            .with_ignored_flag(ignored)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Control serving on loopback until dropped.
+struct Control {
+    rt: tokio::runtime::Runtime,
+    state: AppState,
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+struct User {
+    id: String,
+    username: String,
+    token: String,
+}
+
+impl Control {
+    fn start() -> Result<Control> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.drain_secs = 1;
+        // Plain http on loopback: a Secure cookie would still be kept by
+        // Chromium for 127.0.0.1, but the test should not depend on that.
+        config.auth.cookie_secure = false;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("control.db").display()
+        );
+        let (state, listener) = rt.block_on(async {
+            let db = Db::connect(&url, 5).await?;
+            let state = AppState::new(config, db, Arc::new(SystemClock), LocalBus::new());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            anyhow::Ok((state, listener))
+        })?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(control::run(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Control {
+            rt,
+            state,
+            base,
+            stop: Some(stop),
+            _dir: dir,
+        })
+    }
+
+    fn user(&self, name: &str) -> Result<User> {
+        self.rt.block_on(async {
+            let u = control::api::users::create_local_user(
+                &self.state,
+                name,
+                PASSWORD,
+                None,
+                name,
+                SystemRole::User,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+            let token = control::auth::tokens::random_secret(control::auth::PAT_PREFIX);
+            control::db::sessions::create_token(
+                &self.state.db,
+                &u.id,
+                "browser test",
+                &control::auth::tokens::hash_secret(&token),
+                0,
+            )
+            .await?;
+            Ok(User {
+                id: u.id,
+                username: name.into(),
+                token,
+            })
+        })
+    }
+
+    /// A JSON request through the router (no socket), as `who`.
+    fn call(&self, method: Method, path: &str, who: &User, body: Value) -> Result<Value> {
+        self.rt.block_on(async {
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(format!("/api/v1{path}"))
+                .header("authorization", format!("Bearer {}", who.token))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))?;
+            let peer: SocketAddr = "127.0.0.1:1".parse()?;
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let resp = control::app(self.state.clone()).oneshot(req).await?;
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            ensure!(status.is_success(), "{method} {path}: {status} {v}");
+            Ok(v)
+        })
+    }
+
+    /// A team of `members` (the first is its admin) with open channels
+    /// `names`, everyone in each; returns the channel ids.
+    fn team(&self, members: &[&User], names: &[&str]) -> Result<Vec<String>> {
+        let admin = members[0];
+        let team = self.call(
+            Method::POST,
+            "/teams",
+            admin,
+            json!({"name": "crew", "display_name": "Crew"}),
+        )?;
+        let team = team["id"].as_str().context("team id")?.to_owned();
+        for m in &members[1..] {
+            self.call(
+                Method::POST,
+                &format!("/teams/{team}/members"),
+                admin,
+                json!({"user_id": m.id}),
+            )?;
+        }
+        let mut ids = Vec::new();
+        for name in names {
+            let c = self.call(
+                Method::POST,
+                &format!("/teams/{team}/channels"),
+                admin,
+                json!({"name": name, "display_name": name, "kind": "open"}),
+            )?;
+            let id = c["id"].as_str().context("channel id")?.to_owned();
+            for m in &members[1..] {
+                self.call(Method::POST, &format!("/channels/{id}/join"), m, json!({}))?;
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn web_client_headers() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let (status, body) = tests::wait::http_get(&format!("{}/", c.base), Duration::from_secs(10))?;
+    check(status == 200, format!("GET / {status}"))?;
+    check(
+        body.contains(r#"<script type="module" src="/app/app.js">"#),
+        format!("the page loads app.js: {body}"),
+    )?;
+    let headers = raw_headers(&c.base, "/app/app.js")?;
+    for want in [
+        "content-type: text/javascript; charset=utf-8",
+        "x-content-type-options: nosniff",
+        "cache-control: no-cache",
+        "x-frame-options: deny",
+    ] {
+        check(
+            headers.to_ascii_lowercase().contains(want),
+            format!("{want} missing in\n{headers}"),
+        )?;
+    }
+    let csp = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .unwrap_or_default()
+        .to_owned();
+    for want in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "media-src 'self' blob:",
+        "img-src 'self' blob: data:",
+    ] {
+        check(csp.contains(want), format!("CSP lacks {want}: {csp}"))?;
+    }
+    let host = c.base.trim_start_matches("http://");
+    check(
+        csp.contains(&format!("connect-src 'self' ws://{host} wss://{host}")),
+        format!("CSP connect-src: {csp}"),
+    )?;
+    let (status, _) = tests::wait::http_get(
+        &format!("{}/app/nothing.js", c.base),
+        Duration::from_secs(5),
+    )?;
+    check(status == 404, format!("unknown file: {status}"))?;
+    let (status, _) = tests::wait::http_get(
+        &format!("{}/app/index.html", c.base),
+        Duration::from_secs(5),
+    )?;
+    check(
+        status == 404,
+        format!("the page is served at / only: {status}"),
+    )?;
+    Ok(())
+}
+
+/// The response head of a GET, as sent.
+fn raw_headers(base: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out);
+    match text.split_once("\r\n\r\n") {
+        Some((head, _)) => Ok(head.replace("\r\n", "\n")),
+        None => bail!("no response head: {text}"),
+    }
+}
+
+fn chat_two_users() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let alice = c.user("alice")?;
+    let bob = c.user("bob")?;
+    let ids = c.team(&[&alice, &bob], &["town", "general"])?;
+    let shot = browser::artifacts_dir().join("browser_app_chat_narrow.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "chat",
+        "base": c.base,
+        "users": [
+            {"username": alice.username, "password": PASSWORD},
+            {"username": bob.username, "password": PASSWORD},
+        ],
+        "channel": "town",
+        "channel_id": ids[0],
+        "other_channel": "general",
+        "timeout_ms": 90_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("chat: {r}");
+    for key in [
+        "badge_ms",
+        "live_post_ms",
+        "reply_count_ms",
+        "reply_in_thread",
+        "reaction_ms",
+    ] {
+        check(
+            r[key].as_i64().is_some_and(|ms| ms < 10_000),
+            format!("{key}: {}", r[key]),
+        )?;
+    }
+    check(
+        r["badge_text"].as_str().is_some_and(|t| t.starts_with('1')),
+        format!("badge {}", r["badge_text"]),
+    )?;
+    check(
+        r["first_shown"] == true,
+        "the first post shows when the channel opens".into(),
+    )?;
+    check(r["badge_cleared"] == true, "badge cleared".into())?;
+    check(
+        r["thread_closed_by_escape"] == true,
+        "Escape closes the thread".into(),
+    )?;
+    check(
+        r["narrow_sidebar_hidden"] == true,
+        "at 320 px the sidebar starts hidden".into(),
+    )?;
+    check(
+        r["reaction_text"].as_str().is_some_and(|t| t.contains('1')),
+        format!("reaction {}", r["reaction_text"]),
+    )?;
+    let h = &r["headers"];
+    check(
+        h["content-security-policy"]
+            .as_str()
+            .is_some_and(|v| v.contains("default-src 'self'")),
+        format!("headers the browser saw: {h}"),
+    )?;
+    eprintln!("screenshot (320 px): {}", shot.display());
+    Ok(())
+}
+
+fn check(ok: bool, what: String) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(what.into()) }
+}
