@@ -195,6 +195,7 @@ impl Rtcd {
         .await;
         // Let the last events (sessions closed) reach control.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        self.node.close_conns();
         let _ = self.http_stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         for b in self.background {

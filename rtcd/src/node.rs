@@ -121,6 +121,13 @@ impl Node {
         }
     }
 
+    /// Ends every control connection: each one's session sees its queue
+    /// close and closes the socket, so control learns the node is gone
+    /// even when this node was embedded and its process lives on.
+    pub fn close_conns(&self) {
+        self.conns.lock().expect("conns lock").clear();
+    }
+
     /// The worker for a new call: the one with the fewest sessions.
     fn place(&self, p: &mut Placement, call: &CallId) -> usize {
         if let Some(w) = p.calls.get(call) {
