@@ -26,6 +26,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub storage: StorageConfig,
     pub files: FilesConfig,
+    pub rtcd: crate::nodes::RtcdConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -518,7 +519,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "database",
     "auth",
@@ -530,6 +531,7 @@ const SECTIONS: [&str; 11] = [
     "presence",
     "storage",
     "files",
+    "rtcd",
 ];
 
 impl Config {
@@ -583,6 +585,7 @@ impl Config {
             presence: section(fig, "presence", &mut errors),
             storage: section(fig, "storage", &mut errors),
             files: section(fig, "files", &mut errors),
+            rtcd: section(fig, "rtcd", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
@@ -680,6 +683,7 @@ impl Config {
             errors.push(format!("log.filter {:?}: {e}", self.log.filter));
         }
         self.validate_files(&mut errors);
+        self.rtcd.validate(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

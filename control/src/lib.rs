@@ -29,6 +29,7 @@ pub mod delivery;
 pub mod error;
 pub mod files;
 pub mod metrics;
+pub mod nodes;
 pub mod oidc;
 pub mod presence;
 pub mod search;
@@ -74,6 +75,9 @@ pub struct AppState {
     pub store: Arc<dyn storage::ObjectStore>,
     /// Signs download links when the store cannot presign.
     pub links: Arc<files::link::LinkSigner>,
+    /// The media nodes calls are placed on (`[rtcd]`); brought up by
+    /// [`nodes::MediaNodes::start`].
+    pub nodes: Arc<nodes::MediaNodes>,
     draining: Arc<AtomicBool>,
 }
 
@@ -106,6 +110,8 @@ impl AppState {
             Arc::new(oidc::Provider::new(config.oidc.clone(), Arc::new(states)))
         });
         let node_instance = format!("{}/{}", config.server.node_id, &db::new_id()[..10]);
+        let nodes =
+            nodes::MediaNodes::new(config.rtcd.clone(), node_instance.clone(), metrics.clone());
         AppState {
             oidc,
             node_instance,
@@ -120,6 +126,7 @@ impl AppState {
             hook_limiter,
             store,
             links: Arc::new(files::link::LinkSigner::new()),
+            nodes,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -41,7 +41,20 @@ CONFIGURATION (file keys; each can be set as ENCLAVE_<SECTION>__<KEY>, e.g. ENCL
   events.ping_interval_secs      WebSocket keep-alive                          [30]
   log.filter                     tracing filter                                [info]
   log.json                       JSON logs                                     [false]
-  log.audit_file                 audit log file (JSON lines; empty: stdout)    [\"\"]";
+  log.audit_file                 audit log file (JSON lines; empty: stdout)    [\"\"]
+  rtcd.mode                      embedded (media node in this process) or external [embedded]
+  rtcd.media.port                embedded: media port, UDP and ICE-TCP         [8443]
+  rtcd.media.bind_ip             embedded: address the media port binds to     [0.0.0.0]
+  rtcd.media.advertise           embedded: addresses given to clients (empty: this machine's)
+  rtcd.media.nat                 embedded: \"external/internal\" address pairs
+  rtcd.media.workers             embedded: media threads (0: one per core)     [0]
+  rtcd.nodes                     external: API URLs, e.g. [\"http://10.0.0.5:8045\"]
+  rtcd.dns                       external: host:port whose A/AAAA records are nodes
+  rtcd.dns_refresh_secs          how often rtcd.dns is resolved again          [30]
+  rtcd.api_key                   external: one of the nodes' api.keys (32+ characters)
+  rtcd.heartbeat_ms              each node is asked for its load this often   [1000]
+  rtcd.node_timeout_ms           a node silent this long is down               [3000]
+  rtcd.reconnect_max_ms          longest wait between reconnection attempts    [5000]";
 
 /// Enclave's control plane.
 #[derive(Parser)]
@@ -392,7 +405,13 @@ async fn serve(state: AppState) -> anyhow::Result<ExitCode> {
         database = ?state.db.backend,
         "control started"
     );
-    control::run(listener, state, wait_for_signal()).await?;
+    // Media before traffic: a taken media port fails start-up, not the
+    // first call.
+    state.nodes.start().await?;
+    let nodes = state.nodes.clone();
+    let served = control::run(listener, state, wait_for_signal()).await;
+    nodes.stop().await;
+    served?;
     tracing::info!("control stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,8 +7,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::AppState;
@@ -29,6 +29,12 @@ pub struct Metrics {
     pub file_rejects: IntCounterVec,
     pub file_downloads: IntCounterVec,
     pub files_cleaned: IntCounterVec,
+    /// Media nodes by health: up, draining, down.
+    pub rtcd_nodes: IntGaugeVec,
+    /// New calls by outcome: placed, failed (no node took it).
+    pub rtcd_placements: IntCounterVec,
+    /// Connections to media nodes lost after they were up.
+    pub rtcd_node_disconnects: IntCounter,
     db_pool_size: IntGauge,
     db_pool_idle: IntGauge,
 }
@@ -123,7 +129,27 @@ impl Metrics {
             "Files and objects deleted by the cleanup job (unattached, orphan).",
             &["what"],
         );
+        let rtcd_nodes = IntGaugeVec::new(
+            Opts::new("rtcd_nodes", "Media nodes by health (up, draining, down)."),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(rtcd_nodes.clone()))
+            .expect("unique metric");
+        let rtcd_placements = counter(
+            "rtcd_placements_total",
+            "New calls by placement outcome (placed, failed).",
+            &["outcome"],
+        );
+        let rtcd_node_disconnects = plain(
+            "rtcd_node_disconnects_total",
+            "Connections to media nodes lost after they were up.",
+        );
         Metrics {
+            rtcd_nodes,
+            rtcd_placements,
+            rtcd_node_disconnects,
             webhook_deliveries,
             files_uploaded,
             file_bytes_uploaded,

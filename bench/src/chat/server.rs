@@ -181,6 +181,12 @@ impl Control {
                 .env("ENCLAVE_AUTH__COOKIE_SECURE", "false")
                 .env("ENCLAVE_LOG__FILTER", "warn")
                 .env("ENCLAVE_LOG__AUDIT_FILE", dir.join("audit.log"))
+                // Chat only: each node's embedded media node stays on
+                // loopback, on a port of its own, with one thread.
+                .env("ENCLAVE_RTCD__MEDIA__PORT", "0")
+                .env("ENCLAVE_RTCD__MEDIA__BIND_IP", "127.0.0.1")
+                .env("ENCLAVE_RTCD__MEDIA__ALLOW_LOOPBACK", "true")
+                .env("ENCLAVE_RTCD__MEDIA__WORKERS", "1")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
