@@ -5,9 +5,11 @@
 //!   first thing in a `harness = false` test's `main`;
 //! - [`browser`]: headless Chromium scenarios (`tests/browser/run.mjs`) and
 //!   a reference WHIP/WHEP server;
-//! - [`ports`] and [`wait`]: free ports and bounded readiness waits.
+//! - [`ports`] and [`wait`]: free ports and bounded readiness waits;
+//! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain.
 
 pub mod browser;
 pub mod netns;
 pub mod ports;
+pub mod rtcd_proc;
 pub mod wait;
