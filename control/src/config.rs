@@ -27,6 +27,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub files: FilesConfig,
     pub rtcd: crate::nodes::RtcdConfig,
+    pub calls: crate::calls::CallsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -519,7 +520,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "database",
     "auth",
@@ -532,6 +533,7 @@ const SECTIONS: [&str; 12] = [
     "storage",
     "files",
     "rtcd",
+    "calls",
 ];
 
 impl Config {
@@ -586,6 +588,7 @@ impl Config {
             storage: section(fig, "storage", &mut errors),
             files: section(fig, "files", &mut errors),
             rtcd: section(fig, "rtcd", &mut errors),
+            calls: section(fig, "calls", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
@@ -684,6 +687,7 @@ impl Config {
         }
         self.validate_files(&mut errors);
         self.rtcd.validate(&mut errors);
+        self.calls.validate(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -22,6 +22,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -12,12 +12,13 @@
 //! the binary; full-text matching is the one query part that differs
 //! ([`crate::search`]).
 //!
-//! Query modules own one aggregate each: [`users`], [`sessions`],
+//! Query modules own one aggregate each: [`users`], [`sessions`], [`calls`],
 //! [`teams`], [`channels`], [`posts`], [`files`], [`events`], [`bots`],
 //! [`webhooks`], the outgoing-webhook [`outbox`], [`identities`] and
 //! [`presence`].
 
 pub mod bots;
+pub mod calls;
 pub mod channels;
 pub mod events;
 pub mod files;
@@ -106,6 +107,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "search",
         include_str!("../../migrations/postgres/0008_search.sql"),
     ),
+    (
+        9,
+        "calls",
+        include_str!("../../migrations/postgres/0009_calls.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -132,6 +138,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "search",
         include_str!("../../migrations/sqlite/0008_search.sql"),
+    ),
+    (
+        9,
+        "calls",
+        include_str!("../../migrations/sqlite/0009_calls.sql"),
     ),
 ];
 

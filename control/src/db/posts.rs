@@ -191,13 +191,41 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     {
         return existing(p, new.channel_id);
     }
-    let id = new_id();
     let mut tx = db.begin_write().await?;
+    match insert_in(&mut tx, db.backend, &new, mentions, now).await {
+        Ok(p) => {
+            tx.commit().await?;
+            Ok(Created::New(p))
+        }
+        Err(DbError::Sqlx(e)) if is_unique_violation(&e) => {
+            // A concurrent retry won the race: answer with its post.
+            drop(tx);
+            let pid = new.pending_id.unwrap_or_default();
+            let p = by_pending(db, new.user_id, pid)
+                .await?
+                .ok_or(DbError::Conflict("pending_id_reused"))?;
+            existing(p, new.channel_id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The work of [`create`] inside the caller's transaction (calls make
+/// their post in the transaction that starts the call). A duplicate
+/// pending id fails with the unique violation.
+pub(crate) async fn insert_in(
+    tx: &mut AnyConnection,
+    backend: super::Backend,
+    new: &NewPost<'_>,
+    mentions: &Mentions,
+    now: i64,
+) -> DbResult<Post> {
+    let id = new_id();
     // A reply to a reply joins the same thread.
     let root_id = match new.root_id {
         None => None,
         Some(r) => {
-            let root = get_in(&mut tx, r).await?;
+            let root = get_in(tx, r).await?;
             if root.channel_id != new.channel_id || root.deleted {
                 return Err(DbError::NotFound);
             }
@@ -219,7 +247,7 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .fetch_one(&mut *tx)
     .await?
     .try_get("last_post_at")?;
-    let res = sqlx::query(
+    sqlx::query(
         "INSERT INTO posts (id, channel_id, user_id, root_id, message, pending_id, created_at,
              updated_at, from_bot, override_username, override_icon_url)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7,
@@ -237,21 +265,8 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .bind(new.override_username)
     .bind(new.override_icon_url)
     .execute(&mut *tx)
-    .await;
-    match res {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
-            // A concurrent retry won the race: answer with its post.
-            drop(tx);
-            let pid = new.pending_id.unwrap_or_default();
-            let p = by_pending(db, new.user_id, pid)
-                .await?
-                .ok_or(DbError::Conflict("pending_id_reused"))?;
-            return existing(p, new.channel_id);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    super::files::attach_in(&mut tx, &id, new.file_ids, new.user_id, new.channel_id).await?;
+    .await?;
+    super::files::attach_in(tx, &id, new.file_ids, new.user_id, new.channel_id).await?;
     if let Some(root) = &root_id {
         sqlx::query("UPDATE posts SET reply_count = reply_count + 1 WHERE id = $1")
             .bind(root)
@@ -291,10 +306,10 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let p = get_in(&mut tx, &id).await?;
+    let p = get_in(tx, &id).await?;
     events::append(
-        &mut tx,
-        db.backend,
+        tx,
+        backend,
         Scope::Channel(new.channel_id),
         &Event::PostCreated { post: p.clone() },
         now,
@@ -303,10 +318,9 @@ pub async fn create(db: &Db, new: NewPost<'_>, mentions: &Mentions, now: i64) ->
     // Posts by bots and webhooks fire no outgoing webhook: an answer
     // must not trigger its own hook again.
     if !p.from_bot {
-        super::webhooks::enqueue_matches(&mut tx, &p, now).await?;
+        super::webhooks::enqueue_matches(tx, &p, now).await?;
     }
-    tx.commit().await?;
-    Ok(Created::New(p))
+    Ok(p)
 }
 
 fn existing(p: Post, channel_id: &str) -> DbResult<Created> {
@@ -320,6 +334,19 @@ fn existing(p: Post, channel_id: &str) -> DbResult<Created> {
 /// Replaces a post's text, keeping the old one in its history.
 pub async fn edit(db: &Db, id: &str, message: &str, now: i64) -> DbResult<Post> {
     let mut tx = db.begin_write().await?;
+    let p = edit_in(&mut tx, db.backend, id, message, now).await?;
+    tx.commit().await?;
+    Ok(p)
+}
+
+/// [`edit`] inside the caller's transaction.
+pub(crate) async fn edit_in(
+    tx: &mut AnyConnection,
+    backend: super::Backend,
+    id: &str,
+    message: &str,
+    now: i64,
+) -> DbResult<Post> {
     // Stamp first: this locks the row (concurrent edits queue up) and makes
     // a post's edit times strictly increasing, so history order is total.
     let at: i64 = sqlx::query(
@@ -332,7 +359,7 @@ pub async fn edit(db: &Db, id: &str, message: &str, now: i64) -> DbResult<Post> 
     .await?
     .ok_or(DbError::NotFound)?
     .try_get("edited_at")?;
-    let old = get_in(&mut tx, id).await?;
+    let old = get_in(tx, id).await?;
     sqlx::query(
         "INSERT INTO post_edits (id, post_id, message, replaced_at) VALUES ($1, $2, $3, $4)",
     )
@@ -348,16 +375,15 @@ pub async fn edit(db: &Db, id: &str, message: &str, now: i64) -> DbResult<Post> 
         .bind(at)
         .execute(&mut *tx)
         .await?;
-    let p = get_in(&mut tx, id).await?;
+    let p = get_in(tx, id).await?;
     events::append(
-        &mut tx,
-        db.backend,
+        tx,
+        backend,
         Scope::Channel(&p.channel_id),
         &Event::PostEdited { post: p.clone() },
         now,
     )
     .await?;
-    tx.commit().await?;
     Ok(p)
 }
 

@@ -1,0 +1,52 @@
+//! `[calls]`: limits and timers of calls.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Most sessions in one call.
+    pub max_participants: u32,
+    /// A direct or group call rings each callee this long at most.
+    pub ring_timeout_secs: u64,
+    /// A participant whose media closed and whose client has not offered
+    /// again within this long leaves the call (reason `disconnected`).
+    pub reconnect_grace_secs: u64,
+    /// Emoji reactions per session per minute, on each node.
+    pub reactions_per_minute: u32,
+    /// How often each node looks for rings that timed out and
+    /// participants that did not come back.
+    pub sweep_ms: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            max_participants: 100,
+            ring_timeout_secs: 30,
+            reconnect_grace_secs: 15,
+            reactions_per_minute: 30,
+            sweep_ms: 1000,
+        }
+    }
+}
+
+impl CallsConfig {
+    pub(crate) fn validate(&self, errors: &mut Vec<String>) {
+        if !(2..=1000).contains(&self.max_participants) {
+            errors.push("calls.max_participants must be between 2 and 1000".into());
+        }
+        if !(5..=600).contains(&self.ring_timeout_secs) {
+            errors.push("calls.ring_timeout_secs must be between 5 and 600".into());
+        }
+        if !(1..=600).contains(&self.reconnect_grace_secs) {
+            errors.push("calls.reconnect_grace_secs must be between 1 and 600".into());
+        }
+        if self.reactions_per_minute == 0 {
+            errors.push("calls.reactions_per_minute must be at least 1".into());
+        }
+        if !(50..=60_000).contains(&self.sweep_ms) {
+            errors.push("calls.sweep_ms must be between 50 and 60000".into());
+        }
+    }
+}
