@@ -37,6 +37,8 @@ pub enum Audience {
     Channel { channel_id: String },
     /// The user and everyone who shares a channel with them.
     Contacts { user_id: String },
+    /// The users in a call (voice activity, reactions).
+    Call { call_id: String },
 }
 
 /// A message for sockets that may be lost on the way.

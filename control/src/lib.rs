@@ -79,6 +79,8 @@ pub struct AppState {
     /// The media nodes calls are placed on (`[rtcd]`); brought up by
     /// [`nodes::MediaNodes::start`].
     pub nodes: Arc<nodes::MediaNodes>,
+    /// The call sessions this node speaks for, and its call limits.
+    pub calls: Arc<calls::Calls>,
     draining: Arc<AtomicBool>,
 }
 
@@ -113,6 +115,7 @@ impl AppState {
         let node_instance = format!("{}/{}", config.server.node_id, &db::new_id()[..10]);
         let nodes =
             nodes::MediaNodes::new(config.rtcd.clone(), node_instance.clone(), metrics.clone());
+        let calls = Arc::new(calls::Calls::new(&config.calls));
         AppState {
             oidc,
             node_instance,
@@ -128,6 +131,7 @@ impl AppState {
             store,
             links: Arc::new(files::link::LinkSigner::new()),
             nodes,
+            calls,
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -135,8 +139,8 @@ impl AppState {
     /// Starts this node's background work in one task (aborting it stops
     /// all of it): the event dispatcher (bus wake-ups → sockets), the
     /// ephemeral dispatcher (typing, presence → sockets), the presence
-    /// heartbeat, the identity provider's metadata refresh and the file
-    /// cleanup job.
+    /// heartbeat, the identity provider's metadata refresh, the file
+    /// cleanup job and the calls' work (media nodes' events, timers).
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         let s = self.clone();
         tokio::spawn(async move {
@@ -152,6 +156,7 @@ impl AppState {
                 presence::run(s.clone()),
                 oidc,
                 files::cleanup::job(s.clone()),
+                calls::run(s.clone()),
             );
         })
     }

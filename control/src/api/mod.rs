@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod bots;
+pub mod calls;
 pub mod channels;
 pub mod download;
 pub mod files;
@@ -82,6 +83,23 @@ pub fn router(state: AppState) -> Router {
         .route("/channels/{id}/view", post(channels::view))
         .route("/channels/{id}/posts", get(posts::list).post(posts::create))
         .route("/channels/{id}/pinned", get(posts::pinned))
+        .route(
+            "/channels/{id}/call",
+            get(calls::in_channel).post(calls::start_or_join),
+        )
+        .route("/calls/{id}", get(calls::get))
+        .route(
+            "/calls/{id}/sessions/{session}",
+            axum::routing::patch(calls::change).delete(calls::leave),
+        )
+        .route(
+            "/calls/{id}/sessions/{session}/host",
+            post(calls::make_host),
+        )
+        .route("/calls/{id}/mute-others", post(calls::mute_others))
+        .route("/calls/{id}/end", post(calls::end))
+        .route("/calls/{id}/decline", post(calls::decline))
+        .route("/calls/{id}/reactions", post(calls::react))
         .route(
             "/channels/{id}/files",
             post(files::upload).layer(DefaultBodyLimit::max(files::body_limit(&state))),

@@ -48,6 +48,9 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(600);
 const BATCH: i64 = 500;
 /// Ephemeral messages queued per socket.
 pub const EPHEMERAL_QUEUE: usize = 32;
+/// Call negotiation messages queued per socket: an offer, an answer and
+/// a burst of candidates, for a few sessions.
+pub const SIGNAL_QUEUE: usize = 128;
 
 /// A queued durable event: its seq and its encoded `ServerMessage::Event`.
 pub type Durable = (i64, Arc<str>);
@@ -60,6 +63,7 @@ pub struct Conn {
     pub session_id: Option<String>,
     durable: mpsc::Sender<Durable>,
     ephemeral: mpsc::Sender<Arc<str>>,
+    signals: mpsc::Sender<Arc<str>>,
     close: watch::Sender<Option<CloseReason>>,
     capacity: usize,
 }
@@ -68,6 +72,9 @@ pub struct Conn {
 pub struct ConnRx {
     pub durable: mpsc::Receiver<Durable>,
     pub ephemeral: mpsc::Receiver<Arc<str>>,
+    /// Call negotiation for this socket's sessions (never dropped for
+    /// typing's sake; see [`Hub::deliver_signal`]).
+    pub signals: mpsc::Receiver<Arc<str>>,
     pub close: watch::Receiver<Option<CloseReason>>,
 }
 
@@ -80,6 +87,7 @@ impl Conn {
     ) -> (Arc<Conn>, ConnRx) {
         let (dtx, drx) = mpsc::channel(capacity);
         let (etx, erx) = mpsc::channel(EPHEMERAL_QUEUE);
+        let (stx, srx) = mpsc::channel(SIGNAL_QUEUE);
         let (ctx, crx) = watch::channel(None);
         (
             Arc::new(Conn {
@@ -88,12 +96,14 @@ impl Conn {
                 session_id,
                 durable: dtx,
                 ephemeral: etx,
+                signals: stx,
                 close: ctx,
                 capacity,
             }),
             ConnRx {
                 durable: drx,
                 ephemeral: erx,
+                signals: srx,
                 close: crx,
             },
         )
@@ -178,6 +188,32 @@ impl Hub {
 
     fn connected_users(&self) -> bool {
         !self.conns().is_empty()
+    }
+
+    /// The user has a socket on this node.
+    pub fn has_user(&self, user_id: &str) -> bool {
+        self.conns().contains_key(user_id)
+    }
+
+    /// Queues a call negotiation message for the user's socket `conn`, or
+    /// all their sockets here when that one is gone (or not known yet).
+    /// A socket whose queue is full loses it (counted); the client's ICE
+    /// restart or fresh offer recovers.
+    pub fn deliver_signal(&self, user_id: &str, conn: Option<&str>, json: Arc<str>) {
+        let list = self.targets(&[user_id.to_owned()]);
+        let one: Vec<_> = list
+            .iter()
+            .filter(|c| Some(c.id.as_str()) == conn)
+            .cloned()
+            .collect();
+        for c in if one.is_empty() { list } else { one } {
+            if c.signals.try_send(json.clone()).is_err() {
+                self.metrics
+                    .events_dropped
+                    .with_label_values(&["call_signal"])
+                    .inc();
+            }
+        }
     }
 
     /// Queues a durable event; a socket whose queue is full is closed as
@@ -282,6 +318,7 @@ pub async fn dispatch_ephemeral(state: AppState) {
         let users = match &msg.audience {
             Audience::Channel { channel_id } => channels::member_ids(&state.db, channel_id).await,
             Audience::Contacts { user_id } => presence::contacts(&state.db, user_id).await,
+            Audience::Call { call_id } => crate::db::calls::live_user_ids(&state.db, call_id).await,
         };
         match users {
             Ok(users) => state.hub.deliver_ephemeral(
@@ -337,6 +374,7 @@ pub async fn dispatch(state: AppState) {
                 if let Some(c) = &ev.channel_id {
                     members.observe(c, &ev.event);
                 }
+                crate::calls::effects::observe(&state, &ev.event).await;
                 if state.hub.connected_users() {
                     match readers(&state, &mut members, &ev).await {
                         Ok(users) => {

@@ -295,6 +295,10 @@ async fn run_socket(
                 state.metrics.events_sent.with_label_values(&["durable"]).inc();
                 sent_upto = seq;
             }
+            Some(json) = rx.signals.recv() => {
+                socket.send(Message::Text(Utf8Bytes::from(&*json))).await?;
+                state.metrics.events_sent.with_label_values(&["call_signal"]).inc();
+            }
             Some(json) = rx.ephemeral.recv() => {
                 socket.send(Message::Text(Utf8Bytes::from(&*json))).await?;
                 state.metrics.events_sent.with_label_values(&["ephemeral"]).inc();
@@ -399,16 +403,30 @@ async fn handle_client(
                 message: serde_json::to_string(&msg).unwrap_or_default(),
             });
         }
-        // Refused until control places calls on rtcd nodes.
-        ClientMessage::CallSignal { call_id, .. } => {
-            send(
-                socket,
-                &ServerMessage::Error {
-                    code: "unknown_call".into(),
-                    message: format!("no call {call_id} is running"),
-                },
+        ClientMessage::CallSignal {
+            call_id,
+            session_id,
+            signal,
+        } => {
+            let r = crate::calls::relay::client_signal(
+                state,
+                user.id(),
+                &conn.id,
+                call_id,
+                session_id,
+                signal,
             )
-            .await?
+            .await;
+            if let Err(e) = r {
+                send(
+                    socket,
+                    &ServerMessage::Error {
+                        code: e.code.into(),
+                        message: e.message,
+                    },
+                )
+                .await?
+            }
         }
     }
     Ok(())

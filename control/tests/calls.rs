@@ -1,0 +1,1013 @@
+//! Calls against the real embedded rtcd and real WebRTC peers (str0m on
+//! loopback), on SQLite and PostgreSQL: join and negotiate over the
+//! WebSocket until media flows, permissions (members only, removed users
+//! stay out, forged or foreign session ids refused), host controls and
+//! their enforcement in rtcd, one screen share, the participant limit,
+//! ringing, the end of a call and its post, reaction floods; and two
+//! control nodes on one PostgreSQL sharing a call.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use common::{Kind, Server, TestApp, TestDb, TestUser};
+use control::Config;
+use control::db::users::SystemRole;
+use control::nodes::RtcdConfig;
+use futures_util::{SinkExt as _, StreamExt as _};
+use peer::Peer;
+use serde_json::{Value, json};
+use signaling::events::Event;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config() -> Config {
+    Config {
+        rtcd: RtcdConfig::loopback(),
+        ..Config::default()
+    }
+}
+
+/// An app with its media node up, served on a loopback port.
+struct Ctx {
+    app: TestApp,
+    server: Server,
+}
+
+impl Ctx {
+    async fn new(kind: Kind, config: Config) -> Ctx {
+        let app = TestApp::with_config(kind, config).await;
+        app.state
+            .nodes
+            .start()
+            .await
+            .expect("the embedded media node starts");
+        let server = Server::start(app.state.clone()).await;
+        Ctx { app, server }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+        self.app.state.nodes.stop().await;
+    }
+
+    async fn ws(&self, who: &TestUser) -> Ws {
+        ws_on(self.server.addr, who).await
+    }
+
+    /// Starts or joins the channel's call: (call id, session id, body).
+    async fn join(&self, channel: &str, who: &TestUser) -> (String, String, Value) {
+        let r = self
+            .app
+            .post(&format!("/api/v1/channels/{channel}/call"), who, json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let call = r.body["call_id"].as_str().unwrap().to_owned();
+        let session = r.body["session_id"].as_str().unwrap().to_owned();
+        (call, session, r.body)
+    }
+
+    async fn patch(&self, uri: &str, who: &TestUser, body: Value) -> common::Resp {
+        self.app
+            .call(Method::PATCH, uri, Some(who), Some(body))
+            .await
+    }
+
+    async fn delete(&self, uri: &str, who: &TestUser) -> common::Resp {
+        self.app.call(Method::DELETE, uri, Some(who), None).await
+    }
+
+    /// Every event in the log, oldest first.
+    async fn events(&self) -> Vec<Event> {
+        control::db::events::since(&self.app.state.db, 0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+}
+
+async fn ws_on(addr: SocketAddr, who: &TestUser) -> Ws {
+    let mut req = format!("ws://{addr}/api/v1/websocket")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", who.token).parse().unwrap(),
+    );
+    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+    send(&mut ws, json!({"type": "hello", "version": 1})).await;
+    let h = next(&mut ws).await;
+    assert_eq!(h["type"], "hello", "{h}");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON message but presence changes; panics after [`WAIT`].
+async fn next(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "presence" {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads until a message `pred` accepts (others are skipped).
+async fn until(ws: &mut Ws, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no {what} in time");
+        let v = next(ws).await;
+        if pred(&v) {
+            return v;
+        }
+    }
+}
+
+fn is_event(v: &Value, kind: &str) -> bool {
+    v["type"] == "event" && v["event"]["type"] == kind
+}
+
+async fn signal(ws: &mut Ws, call: &str, session: &str, signal: Value) {
+    send(
+        ws,
+        json!({"type": "call_signal", "call_id": call, "session_id": session, "signal": signal}),
+    )
+    .await;
+}
+
+/// The error the messages sent before a ping got (Null if none): reads
+/// up to the ping's pong, so nothing is left over for the next check.
+async fn error_or_pong(ws: &mut Ws) -> Value {
+    send(ws, json!({"type": "ping", "nonce": 9})).await;
+    let mut error = json!({});
+    loop {
+        let v = until(ws, "an error or the pong", |v| {
+            v["type"] == "error" || v["type"] == "pong"
+        })
+        .await;
+        if v["type"] == "pong" {
+            return error;
+        }
+        error = v;
+    }
+}
+
+/// Offers, relays the answer and waits until ICE and DTLS are up. Then
+/// keeps answering rtcd's offers in the background is the caller's job.
+async fn negotiate(ws: &mut Ws, peer: &Peer, call: &str, session: &str) {
+    let offer = peer.offer();
+    signal(
+        ws,
+        call,
+        session,
+        json!({"type": "offer", "offer": {"sdp": offer, "negotiation": 0}}),
+    )
+    .await;
+    let a = until(ws, "the answer", |v| {
+        v["type"] == "call_signal" && v["signal"]["type"] == "answer" || v["type"] == "error"
+    })
+    .await;
+    assert_eq!(a["type"], "call_signal", "{a}");
+    assert_eq!(a["session_id"], session);
+    peer.accept_answer(a["signal"]["answer"]["sdp"].as_str().unwrap())
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !peer.connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "peer did not connect: {:?}",
+            peer.error()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Answers rtcd's offers for `session` until one is answered and audio
+/// arrives, sending the publisher's audio meanwhile.
+async fn receive_audio(ws: &mut Ws, listener: &Peer, call: &str, session: &str, talker: &Peer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 0;
+    while listener.audio_in() < 10 {
+        assert!(tokio::time::Instant::now() < deadline, "no audio arrived");
+        talker.send_audio(n);
+        n += 1;
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(20), ws.next()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "call_signal" && v["signal"]["type"] == "offer" {
+                let answer = listener
+                    .accept_offer(v["signal"]["offer"]["sdp"].as_str().unwrap())
+                    .unwrap();
+                let negotiation = v["signal"]["offer"]["negotiation"].clone();
+                signal(
+                    ws,
+                    call,
+                    session,
+                    json!({"type": "answer", "answer": {"sdp": answer, "negotiation": negotiation}}),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+async fn users(app: &TestApp, names: &[&str]) -> Vec<TestUser> {
+    let mut v = Vec::new();
+    for n in names {
+        v.push(app.user(n, SystemRole::User).await);
+    }
+    v
+}
+
+/// A team with an open channel that every user joined.
+async fn open_channel(app: &TestApp, people: &[TestUser]) -> String {
+    let others: Vec<&TestUser> = people[1..].iter().collect();
+    let team = app.team("crew", &people[0], &others).await;
+    let ch = app.channel(&team, "bridge", "open", &people[0]).await;
+    for p in &people[1..] {
+        let r = app
+            .post(&format!("/api/v1/channels/{ch}/join"), p, json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    }
+    ch
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(common::Kind::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if crate::common::skip_postgres() {
+                        eprintln!("ENCLAVE_SKIP_POSTGRES=1: skipped");
+                        return;
+                    }
+                    super::$name(common::Kind::Postgres).await;
+                }
+
+                use super::common;
+            }
+        )*
+    };
+}
+
+both!(
+    media_flows_and_host_mute_is_enforced,
+    only_members_and_never_the_removed,
+    signals_for_other_sessions_are_refused,
+    host_controls,
+    one_screen_share_at_a_time,
+    the_participant_limit,
+    ringing_ends_on_decline_join_and_timeout,
+    the_last_one_out_ends_the_call,
+    a_reaction_flood_is_rate_limited,
+);
+
+async fn media_flows_and_host_mute_is_enforced(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (mut wa, mut wb) = (cx.ws(&p[0]).await, cx.ws(&p[1]).await);
+
+    let (call, sa, body) = cx.join(&ch, &p[0]).await;
+    assert_eq!(body["call"]["participants"][0]["host"], true, "{body}");
+    let alice = Peer::new();
+    negotiate(&mut wa, &alice, &call, &sa).await;
+    // rtcd reports the media up; everyone in the channel hears of it.
+    let ev = until(&mut wb, "alice connected", |v| {
+        is_event(v, "call_participant_changed")
+            && v["event"]["participant"]["session_id"] == sa.as_str()
+            && v["event"]["participant"]["connected"] == true
+    })
+    .await;
+    assert_eq!(ev["event"]["call_id"], call.as_str());
+
+    let (call_b, sb, _) = cx.join(&ch, &p[1]).await;
+    assert_eq!(call_b, call, "bob joins alice's call");
+    let bob = Peer::new();
+    negotiate(&mut wb, &bob, &call, &sb).await;
+    // Bob talks; rtcd offers alice his track over her socket.
+    receive_audio(&mut wa, &alice, &call, &sa, &bob).await;
+
+    // The host mutes bob: rtcd stops forwarding him, whatever he sends.
+    let r = cx
+        .patch(
+            &format!("/api/v1/calls/{call}/sessions/{sb}"),
+            &p[0],
+            json!({"muted": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["muted"], true);
+    // Let the change reach rtcd and what was in flight arrive.
+    let mut n = 10_000;
+    for _ in 0..25 {
+        bob.send_audio(n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = alice.audio_in();
+    for _ in 0..50 {
+        bob.send_audio(n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        alice.audio_in(),
+        before,
+        "a muted participant is not forwarded"
+    );
+    // Unmuted by himself, he is heard again.
+    let r = cx
+        .patch(
+            &format!("/api/v1/calls/{call}/sessions/{sb}"),
+            &p[1],
+            json!({"muted": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while alice.audio_in() < before + 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "audio did not resume"
+        );
+        bob.send_audio(n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cx.stop().await;
+}
+
+async fn only_members_and_never_the_removed(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob", "carol", "dave"]).await;
+    let ch = open_channel(&cx.app, &p[..2]).await;
+    // carol is in no team: the channel does not exist for her.
+    let r = cx
+        .app
+        .post(&format!("/api/v1/channels/{ch}/call"), &p[2], json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let (call, _sa, _) = cx.join(&ch, &p[0]).await;
+    let r = cx.app.get(&format!("/api/v1/calls/{call}"), &p[2]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // dave is in the team but not in the channel.
+    let team = control::db::channels::get(&cx.app.state.db, &ch)
+        .await
+        .unwrap()
+        .team_id
+        .unwrap();
+    let r = cx
+        .app
+        .post(
+            &format!("/api/v1/teams/{team}/members"),
+            &p[0],
+            json!({"user_id": p[3].id}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = cx
+        .app
+        .post(&format!("/api/v1/channels/{ch}/call"), &p[3], json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.body["message"], "not_a_member");
+
+    // The host removes bob: he is out and stays out.
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let r = cx
+        .delete(&format!("/api/v1/calls/{call}/sessions/{sb}"), &p[0])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = cx
+        .app
+        .post(&format!("/api/v1/channels/{ch}/call"), &p[1], json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "removed_from_call");
+    // Replaying his old session over the socket gets him nowhere either.
+    let mut wb = cx.ws(&p[1]).await;
+    signal(&mut wb, &call, &sb, json!({"type": "ice_restart"})).await;
+    let e = error_or_pong(&mut wb).await;
+    assert_eq!(e["code"], "removed_from_call", "{e}");
+    let left = cx.events().await.into_iter().any(|e| {
+        matches!(e, Event::CallLeft { session_id, reason: signaling::call::LeaveReason::Removed, .. }
+            if session_id.as_str() == sb)
+    });
+    assert!(left, "call_left with reason removed");
+    // The call goes on with alice.
+    let r = cx
+        .app
+        .get(&format!("/api/v1/channels/{ch}/call"), &p[0])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["participants"].as_array().unwrap().len(), 1);
+    cx.stop().await;
+}
+
+async fn signals_for_other_sessions_are_refused(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob", "carol"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, sa, _) = cx.join(&ch, &p[0]).await;
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let mut wa = cx.ws(&p[0]).await;
+    let alice = Peer::new();
+    negotiate(&mut wa, &alice, &call, &sa).await;
+
+    let mut wc = cx.ws(&p[2]).await;
+    // Someone else's session.
+    signal(&mut wc, &call, &sa, json!({"type": "ice_restart"})).await;
+    assert_eq!(error_or_pong(&mut wc).await["code"], "not_your_session");
+    // A forged one.
+    signal(
+        &mut wc,
+        &call,
+        "forged0000000000000000000000",
+        json!({"type": "ice_restart"}),
+    )
+    .await;
+    assert_eq!(error_or_pong(&mut wc).await["code"], "unknown_session");
+    // Not even an id.
+    signal(&mut wc, &call, "../../etc", json!({"type": "ice_restart"})).await;
+    assert_eq!(error_or_pong(&mut wc).await["code"], "invalid_message");
+    // Bob's own session, named with another call.
+    let mut wb = cx.ws(&p[1]).await;
+    signal(
+        &mut wb,
+        "othercall00000000000000000",
+        &sb,
+        json!({"type": "ice_restart"}),
+    )
+    .await;
+    assert_eq!(error_or_pong(&mut wb).await["code"], "not_in_call");
+    // An answer nobody asked for reaches rtcd, which refuses it; the
+    // refusal comes back to bob alone.
+    signal(
+        &mut wb,
+        &call,
+        &sb,
+        json!({"type": "answer", "answer": {"sdp": "v=0\r\n", "negotiation": 7}}),
+    )
+    .await;
+    let e = until(&mut wb, "rtcd's refusal", |v| v["type"] == "error").await;
+    assert!(e["code"].as_str().unwrap().starts_with("media_"), "{e}");
+    // An offer that is not SDP: refused by rtcd, to bob alone; alice's
+    // media and the call are untouched.
+    signal(
+        &mut wb,
+        &call,
+        &sb,
+        json!({"type": "offer", "offer": {"sdp": "not sdp", "negotiation": 0}}),
+    )
+    .await;
+    let e = until(&mut wb, "a bad offer refused", |v| v["type"] == "error").await;
+    assert!(e["code"].as_str().unwrap().starts_with("media_"), "{e}");
+    assert!(alice.connected() && alice.error().is_none());
+    let r = cx.app.get(&format!("/api/v1/calls/{call}"), &p[0]).await;
+    assert_eq!(
+        r.body["participants"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.body
+    );
+    cx.stop().await;
+}
+
+async fn host_controls(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob", "carol"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, sa, _) = cx.join(&ch, &p[0]).await;
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let s = |id: &str| format!("/api/v1/calls/{call}/sessions/{id}");
+
+    // Not a host: hands off others.
+    let r = cx.patch(&s(&sa), &p[1], json!({"muted": true})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_host"));
+    // Not in the call at all.
+    let r = cx.patch(&s(&sa), &p[2], json!({"muted": true})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_in_call"));
+    // Bob raises his hand and turns his camera on; the host lowers the
+    // hand and stops the camera, but cannot turn anything on.
+    let r = cx
+        .patch(&s(&sb), &p[1], json!({"hand_raised": true, "camera": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = cx
+        .patch(
+            &s(&sb),
+            &p[0],
+            json!({"hand_raised": false, "camera": false, "muted": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (&r.body["hand_raised"], &r.body["camera"], &r.body["muted"]),
+        (&json!(false), &json!(false), &json!(true))
+    );
+    let r = cx.patch(&s(&sb), &p[0], json!({"muted": false})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "host_cannot_enable")
+    );
+    let r = cx.patch(&s(&sb), &p[0], json!({"volume": 3})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    // Bob becomes a host, then mutes everyone else and ends the call.
+    let r = cx
+        .app
+        .post(&format!("{}/host", s(&sb)), &p[1], json!({}))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "not_host"));
+    let r = cx
+        .app
+        .post(&format!("{}/host", s(&sb)), &p[0], json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["host"], true);
+    let r = cx
+        .app
+        .post(
+            &format!("/api/v1/calls/{call}/mute-others"),
+            &p[1],
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0]["session_id"], sa.as_str());
+    let r = cx
+        .app
+        .post(&format!("/api/v1/calls/{call}/end"), &p[2], json!({}))
+        .await;
+    assert_eq!(r.code(), "not_in_call");
+    let r = cx
+        .app
+        .post(&format!("/api/v1/calls/{call}/end"), &p[1], json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+
+    let evs = cx.events().await;
+    let changes: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallParticipantChanged { participant, .. } => Some(participant.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.session_id.as_str() == sb && c.hand_raised)
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.session_id.as_str() == sb && c.host)
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.session_id.as_str() == sa && c.muted)
+    );
+    let ended_left = evs
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::CallLeft {
+                    reason: signaling::call::LeaveReason::CallEnded,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(ended_left, 2, "everyone leaves with the end");
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::CallEnded { ended_by: Some(b), .. } if b == &p[1].id))
+    );
+    let r = cx.patch(&s(&sa), &p[0], json!({"muted": false})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "call_ended"));
+    cx.stop().await;
+}
+
+async fn one_screen_share_at_a_time(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, sa, _) = cx.join(&ch, &p[0]).await;
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let s = |id: &str| format!("/api/v1/calls/{call}/sessions/{id}");
+    let r = cx.patch(&s(&sa), &p[0], json!({"screen": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = cx.patch(&s(&sb), &p[1], json!({"screen": true})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "screen_share_taken")
+    );
+    // The host stops alice's share... alice is the host; bob is not and
+    // cannot stop it for her.
+    let r = cx.patch(&s(&sa), &p[1], json!({"screen": false})).await;
+    assert_eq!(r.code(), "not_host");
+    let r = cx.patch(&s(&sa), &p[0], json!({"screen": false})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = cx.patch(&s(&sb), &p[1], json!({"screen": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Leaving ends a share: the next one may start.
+    let r = cx.delete(&s(&sb), &p[1]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = cx.patch(&s(&sa), &p[0], json!({"screen": true})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    cx.stop().await;
+}
+
+async fn the_participant_limit(kind: Kind) {
+    let mut c = config();
+    c.calls.max_participants = 2;
+    let cx = Ctx::new(kind, c).await;
+    let p = users(&cx.app, &["alice", "bob", "carol"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, _, _) = cx.join(&ch, &p[0]).await;
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let r = cx
+        .app
+        .post(&format!("/api/v1/channels/{ch}/call"), &p[2], json!({}))
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "call_full"));
+    assert_eq!(
+        cx.app
+            .get(&format!("/api/v1/calls/{call}"), &p[0])
+            .await
+            .body["max_participants"],
+        2
+    );
+    // A seat frees up.
+    cx.delete(&format!("/api/v1/calls/{call}/sessions/{sb}"), &p[1])
+        .await;
+    let (again, _, _) = cx.join(&ch, &p[2]).await;
+    assert_eq!(again, call);
+    cx.stop().await;
+}
+
+async fn ringing_ends_on_decline_join_and_timeout(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob", "carol", "dave"]).await;
+    let r = cx
+        .app
+        .post(
+            "/api/v1/channels/group",
+            &p[0],
+            json!({"user_ids": [p[1].id, p[2].id, p[3].id]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let ch = r.body["id"].as_str().unwrap().to_owned();
+    let mut wb = cx.ws(&p[1]).await;
+    let (call, _, _) = cx.join(&ch, &p[0]).await;
+    let started = until(&mut wb, "the call to ring", |v| is_event(v, "call_started")).await;
+    assert_eq!(started["event"]["call"]["id"], call.as_str());
+
+    let decline = format!("/api/v1/calls/{call}/decline");
+    let r = cx.app.post(&decline, &p[1], json!({})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = cx.app.post(&decline, &p[1], json!({})).await;
+    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "not_ringing"));
+    let r = cx.app.post(&decline, &p[0], json!({})).await;
+    assert_eq!(r.code(), "not_ringing", "the caller never rings");
+    cx.join(&ch, &p[2]).await;
+    // Nobody answers for dave: not yet, then past the timeout.
+    cx.app.clock.advance_ms(29_000);
+    control::calls::sweep::once(&cx.app.state).await.unwrap();
+    cx.app.clock.advance_ms(2_000);
+    control::calls::sweep::once(&cx.app.state).await.unwrap();
+    control::calls::sweep::once(&cx.app.state).await.unwrap();
+
+    use signaling::call::RingEnd;
+    let ends: Vec<(String, RingEnd)> = cx
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::CallRingEnded {
+                user_id, reason, ..
+            } => Some((user_id, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        vec![
+            (p[1].id.clone(), RingEnd::Declined),
+            (p[2].id.clone(), RingEnd::Joined),
+            (p[3].id.clone(), RingEnd::Timeout),
+        ]
+    );
+    // In an open channel nothing rings.
+    let ch2 = open_channel(&cx.app, &p[..2]).await;
+    cx.join(&ch2, &p[0]).await;
+    let (_, _, body) = cx.join(&ch2, &p[1]).await;
+    let r = cx
+        .app
+        .post(
+            &format!(
+                "/api/v1/calls/{}/decline",
+                body["call_id"].as_str().unwrap()
+            ),
+            &p[1],
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.code(), "not_ringing");
+    cx.stop().await;
+}
+
+async fn the_last_one_out_ends_the_call(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, sa, body) = cx.join(&ch, &p[0]).await;
+    let post_id = body["call"]["post_id"].as_str().unwrap().to_owned();
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    cx.app.clock.advance_ms(65_000);
+    // The host leaves first: bob hosts what is left.
+    let r = cx
+        .delete(&format!("/api/v1/calls/{call}/sessions/{sa}"), &p[0])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = cx.app.get(&format!("/api/v1/calls/{call}"), &p[1]).await;
+    assert_eq!(r.body["participants"][0]["host"], true, "{}", r.body);
+    assert!(r.body["ended_at"].is_null());
+    let r = cx
+        .delete(&format!("/api/v1/calls/{call}/sessions/{sb}"), &p[1])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+
+    let r = cx.app.get(&format!("/api/v1/calls/{call}"), &p[0]).await;
+    assert_eq!(r.body["ended_at"], json!(common::T0 + 65_000), "{}", r.body);
+    let r = cx
+        .app
+        .get(&format!("/api/v1/channels/{ch}/call"), &p[0])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = cx.app.get(&format!("/api/v1/posts/{post_id}"), &p[0]).await;
+    assert_eq!(
+        r.body["message"], "Call ended after 1:05 with alice, bob",
+        "{}",
+        r.body
+    );
+    let evs = cx.events().await;
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::PostEdited { post } if post.id == post_id))
+    );
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        Event::CallEnded {
+            duration_ms: 65_000,
+            ended_by: None,
+            ..
+        }
+    )));
+    // A new call starts afresh, with a new post.
+    let (again, _, body) = cx.join(&ch, &p[1]).await;
+    assert_ne!(again, call);
+    assert_ne!(body["call"]["post_id"], post_id.as_str());
+    cx.stop().await;
+}
+
+async fn a_reaction_flood_is_rate_limited(kind: Kind) {
+    let mut c = config();
+    c.calls.reactions_per_minute = 5;
+    let cx = Ctx::new(kind, c).await;
+    let p = users(&cx.app, &["alice", "bob", "carol"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (call, sa, _) = cx.join(&ch, &p[0]).await;
+    cx.join(&ch, &p[1]).await;
+    let mut wb = cx.ws(&p[1]).await;
+    let mut wc = cx.ws(&p[2]).await;
+    let react = format!("/api/v1/calls/{call}/reactions");
+    let mut limited = 0;
+    for _ in 0..40 {
+        let r = cx.app.post(&react, &p[0], json!({"emoji": "tada"})).await;
+        match r.status {
+            StatusCode::NO_CONTENT => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(r.code(), "reaction_rate_limited");
+                limited += 1;
+            }
+            s => panic!("{s}: {}", r.body),
+        }
+    }
+    assert_eq!(limited, 35);
+    let r = cx
+        .app
+        .post(&react, &p[0], json!({"emoji": "two words"}))
+        .await;
+    assert_eq!(r.code(), "invalid_emoji");
+    let r = cx.app.post(&react, &p[2], json!({"emoji": "tada"})).await;
+    assert_eq!(r.code(), "not_in_call");
+    // Bob, in the call, gets the five; carol, not in it, gets none.
+    for _ in 0..5 {
+        let v = until(&mut wb, "a reaction", |v| v["type"] == "call_reaction").await;
+        assert_eq!(
+            (&v["emoji"], &v["session_id"]),
+            (&json!("tada"), &json!(sa))
+        );
+    }
+    send(&mut wb, json!({"type": "ping", "nonce": 1})).await;
+    let v = until(&mut wb, "the pong", |v| {
+        v["type"] == "call_reaction" || v["type"] == "pong"
+    })
+    .await;
+    assert_eq!(v["type"], "pong", "no sixth reaction: {v}");
+    send(&mut wc, json!({"type": "ping", "nonce": 2})).await;
+    let v = until(&mut wc, "the pong", |v| {
+        v["type"] == "call_reaction" || v["type"] == "pong"
+    })
+    .await;
+    assert_eq!(v["type"], "pong", "{v}");
+    // The call is undisturbed; a minute later reactions flow again.
+    let r = cx.app.get(&format!("/api/v1/calls/{call}"), &p[0]).await;
+    assert_eq!(r.body["participants"].as_array().unwrap().len(), 2);
+    cx.app.clock.advance_ms(61_000);
+    let r = cx.app.post(&react, &p[0], json!({"emoji": "tada"})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    cx.stop().await;
+}
+
+/// Two control nodes on one PostgreSQL and one external rtcd: alice
+/// joins through node A, bob through node B; each sees the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_control_nodes_share_a_call() {
+    if common::skip_postgres() {
+        eprintln!("ENCLAVE_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    let key = "k".repeat(control::nodes::config::MIN_SECRET_LEN);
+    let mut rc = rtcd::Config {
+        rtc: RtcdConfig::loopback().media,
+        ..rtcd::Config::default()
+    };
+    rc.api.listen = "127.0.0.1:0".parse().unwrap();
+    rc.api.keys = vec![key.clone()];
+    let rtcd = rtcd::Rtcd::start(rc).await.expect("rtcd starts");
+    let external = || {
+        let mut c = Config::default();
+        c.rtcd.mode = control::nodes::RtcdMode::External;
+        c.rtcd.nodes = vec![format!("http://{}", rtcd.api_addr)];
+        c.rtcd.api_key = key.clone();
+        c
+    };
+    let tdb = TestDb::new(Kind::Postgres).await;
+    let url = tdb.url.clone();
+    let a = TestApp::on(tdb, external(), true).await;
+    let db_b = control::db::Db::connect(&url, 5).await.unwrap();
+    let bus_b = control::bus::PgBus::connect(&url, "b").await.unwrap();
+    let state_b = control::AppState::new(external(), db_b, a.clock.clone(), bus_b);
+    for s in [&a.state, &state_b] {
+        s.nodes.start().await.unwrap();
+        assert!(s.nodes.wait_up(1, WAIT).await, "the node is up");
+    }
+    let (srv_a, srv_b) = (
+        Server::start(a.state.clone()).await,
+        Server::start(state_b.clone()).await,
+    );
+    let p = users(&a, &["alice", "bob"]).await;
+    let ch = open_channel(&a, &p).await;
+    let mut wa = ws_on(srv_a.addr, &p[0]).await;
+    let mut wb = ws_on(srv_b.addr, &p[1]).await;
+
+    let ja = request(
+        a.state.clone(),
+        Method::POST,
+        &format!("/api/v1/channels/{ch}/call"),
+        &p[0],
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(ja.0, StatusCode::OK, "{}", ja.1);
+    let call = ja.1["call_id"].as_str().unwrap().to_owned();
+    let sa = ja.1["session_id"].as_str().unwrap().to_owned();
+    a.clock.advance_ms(1000);
+    let jb = request(
+        state_b.clone(),
+        Method::POST,
+        &format!("/api/v1/channels/{ch}/call"),
+        &p[1],
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(jb.0, StatusCode::OK, "{}", jb.1);
+    assert_eq!(jb.1["call_id"], call.as_str(), "one call, whichever node");
+    let sb = jb.1["session_id"].as_str().unwrap().to_owned();
+    let participants: Vec<_> = jb.1["call"]["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["session_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(participants, vec![sa.clone(), sb.clone()]);
+    // Node A's socket hears of bob's join on node B, and the other way.
+    until(&mut wa, "bob's join", |v| {
+        is_event(v, "call_joined") && v["event"]["participant"]["session_id"] == sb.as_str()
+    })
+    .await;
+    // Both negotiate media through their own node.
+    let (alice, bob) = (Peer::new(), Peer::new());
+    negotiate(&mut wa, &alice, &call, &sa).await;
+    negotiate(&mut wb, &bob, &call, &sb).await;
+    until(&mut wa, "bob connected", |v| {
+        is_event(v, "call_participant_changed")
+            && v["event"]["participant"]["session_id"] == sb.as_str()
+            && v["event"]["participant"]["connected"] == true
+    })
+    .await;
+    // The host on A mutes bob, whose session node B owns.
+    let r = request(
+        a.state.clone(),
+        Method::PATCH,
+        &format!("/api/v1/calls/{call}/sessions/{sb}"),
+        &p[0],
+        Some(json!({"muted": true})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", r.1);
+    until(&mut wb, "bob muted", |v| {
+        is_event(v, "call_participant_changed") && v["event"]["participant"]["muted"] == true
+    })
+    .await;
+    srv_a.stop().await;
+    srv_b.stop().await;
+    a.state.nodes.stop().await;
+    state_b.nodes.stop().await;
+    rtcd.stop().await;
+}
+
+/// A request to one node's router (`TestApp::call` serves its own app).
+async fn request(
+    state: control::AppState,
+    method: Method,
+    uri: &str,
+    who: &TestUser,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    use tower::ServiceExt as _;
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {}", who.token));
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            axum::body::Body::from(v.to_string())
+        }
+        None => axum::body::Body::empty(),
+    };
+    let mut req = req.body(body).unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(SocketAddr::from((
+            [192, 0, 2, 10],
+            5000,
+        ))));
+    let resp = control::app(state).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
