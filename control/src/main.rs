@@ -54,7 +54,12 @@ CONFIGURATION (file keys; each can be set as ENCLAVE_<SECTION>__<KEY>, e.g. ENCL
   rtcd.api_key                   external: one of the nodes' api.keys (32+ characters)
   rtcd.heartbeat_ms              each node is asked for its load this often   [1000]
   rtcd.node_timeout_ms           a node silent this long is down               [3000]
-  rtcd.reconnect_max_ms          longest wait between reconnection attempts    [5000]";
+  rtcd.reconnect_max_ms          longest wait between reconnection attempts    [5000]
+  calls.max_participants         sessions in one call                          [100]
+  calls.ring_timeout_secs        a direct or group call rings each callee for  [30]
+  calls.reconnect_grace_secs     a participant whose media closed may offer again within [15]
+  calls.reactions_per_minute     emoji reactions per session, on each node     [30]
+  calls.sweep_ms                 how often rings and lost sessions are checked [1000]";
 
 /// Enclave's control plane.
 #[derive(Parser)]
