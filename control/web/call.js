@@ -8,6 +8,16 @@ import { remoteTracks, openMicrophone, openCamera, openScreen, quality } from '.
 import { CallView } from './callview.js';
 
 const QUALITY_EVERY_MS = 2000;
+// One codec per kind (and video's retransmissions): every m-line lists
+// only these, which keeps offers and answers well under the socket's
+// message limit as participants (and m-lines) add up.
+const CODECS = { audio: ['audio/opus'], video: ['video/VP8', 'video/rtx'] };
+
+function preferCodecs(transceiver, kind) {
+  const all = RTCRtpReceiver.getCapabilities?.(kind)?.codecs ?? [];
+  const wanted = all.filter((c) => CODECS[kind].includes(c.mimeType));
+  if (wanted.length && transceiver.setCodecPreferences) transceiver.setCodecPreferences(wanted);
+}
 
 export class Calls {
   constructor(app) {
@@ -209,6 +219,7 @@ export class CallSession {
       camera: pc.addTransceiver(this.local.camera ?? 'video', { direction: 'sendonly' }),
       screen_video: pc.addTransceiver(this.local.screen ?? 'video', { direction: 'sendonly' }),
     };
+    for (const [source, t] of Object.entries(this.senders)) preferCodecs(t, source === 'microphone' ? 'audio' : 'video');
     pc.onicecandidate = (e) => {
       if (!e.candidate) return;
       this.signal({ type: 'candidate', candidate: { candidate: e.candidate.candidate, sdp_mid: e.candidate.sdpMid, sdp_m_line_index: e.candidate.sdpMLineIndex } });
