@@ -26,8 +26,10 @@ use crate::presence;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A resume that would replay more than this gets a resync instead.
 pub const MAX_REPLAY: usize = 5_000;
-/// Largest message a client may send.
-const MAX_CLIENT_MESSAGE: usize = 16 << 10;
+/// Largest message a client may send. A call's SDP answer lists every
+/// track the client receives (about 1.8 KB per m-line from Chromium), so
+/// three people already pass 16 KiB; this leaves room for large calls.
+const MAX_CLIENT_MESSAGE: usize = 256 << 10;
 /// Typing notices a socket may send per second.
 const TYPING_PER_SEC: u32 = 4;
 
