@@ -91,6 +91,7 @@ export class Calls {
   ended(session, message) {
     if (this.active !== session) return;
     this.active = null;
+    this.lastCallId = session.callId;
     this.view.close(message);
     if (this.app.current) this.view.renderChannelTools(this.app.channels.get(this.app.current));
   }
@@ -134,6 +135,9 @@ export class Calls {
         if (a?.callId === ev.call_id) {
           a.teardown();
           this.ended(a, `The call ended after ${duration(ev.duration_ms)}.`);
+        } else if (this.lastCallId === ev.call_id) {
+          // We left as it ended (call_left came first): say how long it ran.
+          this.view.slotMessage(`The call ended after ${duration(ev.duration_ms)}.`);
         }
         break;
       default:
@@ -262,13 +266,15 @@ export class CallSession {
         case 'answer':
           if (pc.signalingState !== 'have-local-offer') return;
           await pc.setRemoteDescription({ type: 'answer', sdp: signal.answer.sdp });
-          this.learnTracks(signal.answer.sdp);
           break;
         case 'offer':
           // rtcd yields on glare and offers again after answering ours.
           if (pc.signalingState !== 'stable') return;
           this.learnTracks(signal.offer.sdp);
           await pc.setRemoteDescription({ type: 'offer', sdp: signal.offer.sdp });
+          for (const t of pc.getTransceivers()) {
+            if (t.direction === 'recvonly' && !Object.values(this.senders).includes(t)) preferCodecs(t, t.receiver.track.kind);
+          }
           await pc.setLocalDescription(await pc.createAnswer());
           this.signal({ type: 'answer', answer: { sdp: pc.localDescription.sdp, negotiation: signal.offer.negotiation } });
           this.pruneRemote();
@@ -313,7 +319,10 @@ export class CallSession {
     for (const [mid, t] of this.mids) {
       if (live.has(mid)) continue;
       const byKind = this.remote.get(t.session);
-      if (byKind) delete byKind[t.source];
+      if (byKind) {
+        delete byKind[t.source];
+        if (!Object.keys(byKind).length && !this.participants.has(t.session)) this.remote.delete(t.session);
+      }
       this.mids.delete(mid);
       this.view.renderTile(t.session);
     }
@@ -341,6 +350,19 @@ export class CallSession {
       (out[t.session] ??= {})[t.source] = s;
     }
     return out;
+  }
+
+  // The negotiation as this page sees it (tests and support).
+  describe() {
+    return {
+      session: this.sessionId,
+      signaling: this.pc?.signalingState,
+      local_sdp_bytes: this.pc?.localDescription?.sdp.length ?? null,
+      connection: this.pc?.connectionState,
+      mids: Object.fromEntries(this.mids),
+      transceivers: this.pc?.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
+      participants: [...this.participants.values()],
+    };
   }
 
   async change(fields) {
@@ -473,7 +495,8 @@ export class CallSession {
   participantLeft(session, reason) {
     if (session === this.sessionId) {
       this.teardown();
-      this.calls.ended(this, reason === 'removed' ? 'A host removed you from the call.' : reason === 'disconnected' ? 'You were disconnected from the call.' : null);
+      const why = { removed: 'A host removed you from the call.', disconnected: 'You were disconnected from the call.', call_ended: 'The call ended.' };
+      this.calls.ended(this, why[reason] ?? null);
       return;
     }
     this.participants.delete(session);

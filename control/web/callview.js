@@ -146,6 +146,11 @@ export class CallView {
     if (!s || s.closed) return;
     const p = s.participants.get(id);
     const mine = id === s.sessionId;
+    // Tracks rtcd stops after someone left must not bring their tile back.
+    if (!p && !mine) {
+      this.removeTile(id);
+      return;
+    }
     let t = this.tiles.get(id);
     if (!t) {
       const video = h('video', { autoplay: true, playsInline: true, muted: true, 'aria-hidden': 'true' });
@@ -162,6 +167,7 @@ export class CallView {
     setStream(t.video, mine ? (s.local.camera ? streams.camera : null) : streams.camera ?? null, mine ? s.local.camera?.id : null);
     if (!mine) setStream(t.audio, streams.microphone ?? null);
     const name = p ? await userName(p.user_id) : '…';
+    if (this.tiles.get(id) !== t) return;
     t.fig.classList.toggle('no-video', !(mine ? s.local.camera : streams.camera));
     const flags = [
       p?.host && h('span', { class: 'flag' }, 'host'),
