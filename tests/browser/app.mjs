@@ -206,7 +206,15 @@ appScenarios.call = async function call(ctx, cfg, result) {
   // 2. Everyone receives everyone else's audio and video.
   const others = (me) => cfg.users.filter((u) => u.id !== me.id);
   const flowing = (me) => (s) => others(me).every((o) => num(s, o.id, 'microphone', 'packets_received') > 0 && num(s, o.id, 'camera', 'frames_decoded') > 0);
-  for (const [i, p] of people.entries()) await until(`${p.name} receives the others`, () => inbound(p), flowing(cfg.users[i]), 30000);
+  for (const [i, p] of people.entries()) {
+    try {
+      await until(`${p.name} receives the others`, () => inbound(p), flowing(cfg.users[i]), 30000);
+    } catch (e) {
+      result.negotiation = await Promise.all(people.map((q) => q.page.evaluate(() => window.enclaveApp.calls.active?.describe())));
+      result.inbound_at_failure = await Promise.all(people.map(inbound));
+      throw e;
+    }
+  }
   result.all_media_ms = Date.now() - T0;
   const first = await Promise.all(people.map(inbound));
   await sleep(cfg.sample_seconds * 1000);

@@ -7,6 +7,12 @@
 //! - `chat_two_users`: two users in two browser contexts (one 320 px
 //!   wide); a post raises an unread badge, then appears live; a thread
 //!   reply and a reaction made from the narrow page reach the other live.
+//! - `call_three_users`: control with its embedded rtcd; one user starts a
+//!   call in a channel and two join from the banner. Each page receives
+//!   the others' audio and video; the host mutes one and the others stop
+//!   receiving its audio; a screen share reaches the others; the host
+//!   removes one (who cannot rejoin) and ends the call, whose post then
+//!   shows the duration. A screenshot of the call is saved.
 //!
 //! Skipped (ignored) without node, Chromium or tests/browser/node_modules,
 //! unless ENCLAVE_REQUIRE_BROWSER=1.
@@ -52,9 +58,10 @@ fn main() {
             if required { "failing" } else { "skipping" }
         );
     }
-    let tests: [(&str, TestFn, &Option<String>); 2] = [
+    let tests: [(&str, TestFn, &Option<String>); 3] = [
         ("web_client_headers", web_client_headers, &no_netns),
         ("chat_two_users", chat_two_users, &no_browser),
+        ("call_three_users", call_three_users, &no_browser),
     ];
     let trials = tests
         .into_iter()
@@ -99,6 +106,13 @@ impl Control {
         // Plain http on loopback: a Secure cookie would still be kept by
         // Chromium for 127.0.0.1, but the test should not depend on that.
         config.auth.cookie_secure = false;
+        // The embedded media node on loopback, the only interface here.
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        config.rtcd.media.bind_ip = loopback;
+        config.rtcd.media.port = 0;
+        config.rtcd.media.allow_loopback = true;
+        config.rtcd.media.advertise = vec![loopback];
+        config.rtcd.media.workers = 1;
         let url = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("control.db").display()
@@ -106,6 +120,7 @@ impl Control {
         let (state, listener) = rt.block_on(async {
             let db = Db::connect(&url, 5).await?;
             let state = AppState::new(config, db, Arc::new(SystemClock), LocalBus::new());
+            state.nodes.start().await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             anyhow::Ok((state, listener))
         })?;
@@ -214,6 +229,7 @@ impl Drop for Control {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.rt.block_on(self.state.nodes.stop());
     }
 }
 
@@ -353,6 +369,114 @@ fn chat_two_users() -> Result<(), Failed> {
     )?;
     eprintln!("screenshot (320 px): {}", shot.display());
     Ok(())
+}
+
+fn call_three_users() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let users = [c.user("ana")?, c.user("ben")?, c.user("cleo")?];
+    let ids = c.team(&[&users[0], &users[1], &users[2]], &["standup"])?;
+    let shot = browser::artifacts_dir().join("browser_app_call.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "call",
+        "base": c.base,
+        "users": users.iter().map(|u| json!({"id": u.id, "username": u.username, "password": PASSWORD})).collect::<Vec<_>>(),
+        "channel": "standup",
+        "channel_id": ids[0],
+        "sample_seconds": 3,
+        "timeout_ms": 150_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("call: {r}");
+    let names = ["ana", "ben", "cleo"];
+    for me in names {
+        for other in names.iter().filter(|o| **o != me) {
+            let g = &r["growth"][me][other];
+            check(
+                g["audio_packets"].as_i64().is_some_and(|n| n > 50),
+                format!("{me} receives {other}'s audio: {g}"),
+            )?;
+            check(
+                g["video_frames"].as_i64().is_some_and(|n| n > 10),
+                format!("{me} decodes {other}'s video: {g}"),
+            )?;
+        }
+    }
+    let m = &r["after_mute"];
+    check(
+        m["host_hears_muted"] == 0 && m["other_hears_muted"] == 0,
+        format!("the muted user's audio still arrives: {m}"),
+    )?;
+    check(
+        m["other_hears_host"].as_i64().is_some_and(|n| n > 50),
+        format!("the host's audio stopped too: {m}"),
+    )?;
+    check(
+        r["screen_frames"].as_i64().is_some_and(|n| n > 5),
+        format!("screen share frames {}", r["screen_frames"]),
+    )?;
+    check(
+        r["removed_notice"]
+            .as_str()
+            .is_some_and(|t| t.contains("removed")),
+        format!("removed notice {}", r["removed_notice"]),
+    )?;
+    check(
+        r["rejoined"] == false
+            && r["rejoin_notice"]
+                .as_str()
+                .is_some_and(|t| t.contains("removed")),
+        format!(
+            "rejoin after removal: {} {}",
+            r["rejoined"], r["rejoin_notice"]
+        ),
+    )?;
+    check(
+        r["ended_notice"]
+            .as_str()
+            .is_some_and(|t| t.contains("ended")),
+        format!("ended notice {}", r["ended_notice"]),
+    )?;
+    let post = r["call_post_text"].as_str().unwrap_or_default();
+    check(
+        has_duration(post),
+        format!("the call post shows no duration: {post:?}"),
+    )?;
+    check(
+        shot.is_file(),
+        format!("no screenshot at {}", shot.display()),
+    )?;
+    eprintln!(
+        "call in progress: {} (all media after {} ms, quality {})",
+        shot.display(),
+        r["all_media_ms"],
+        r["quality"]
+    );
+    Ok(())
+}
+
+/// `m:ss`, `h:mm:ss` or a number of seconds or minutes.
+fn has_duration(text: &str) -> bool {
+    let b = text.as_bytes();
+    let clock = b.windows(4).any(|w| {
+        w[0].is_ascii_digit() && w[1] == b':' && w[2].is_ascii_digit() && w[3].is_ascii_digit()
+    });
+    let words = text
+        .split(|c: char| !c.is_alphanumeric())
+        .collect::<Vec<_>>();
+    let units = words.windows(2).any(|w| {
+        w[0].chars().all(|c| c.is_ascii_digit())
+            && !w[0].is_empty()
+            && [
+                "s", "sec", "secs", "seconds", "second", "min", "mins", "minutes", "minute",
+            ]
+            .contains(&w[1])
+    }) || words.iter().any(|w| {
+        let digits = w.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && ["s", "m", "min"].contains(&&w[digits.len()..])
+    });
+    clock || units
 }
 
 fn check(ok: bool, what: String) -> Result<(), Failed> {
