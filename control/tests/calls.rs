@@ -1011,3 +1011,108 @@ async fn request(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
+
+const NODE_KEY: &str = "calls-failover-test-key-0123456789abcdef";
+
+both!(a_call_survives_its_media_node);
+
+/// Two media nodes; the one hosting a call of three stops. The call moves
+/// to the other, each client is told to start its media over, offers
+/// again and hears the others again.
+async fn a_call_survives_its_media_node(kind: Kind) {
+    let start = |name: &'static str| async move {
+        let mut c = rtcd::Config {
+            node_id: name.into(),
+            ..rtcd::Config::default()
+        };
+        c.rtc.bind_ip = [127, 0, 0, 1].into();
+        c.rtc.port = 0;
+        c.rtc.allow_loopback = true;
+        c.rtc.workers = 1;
+        c.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.api.keys = vec![NODE_KEY.into()];
+        rtcd::Rtcd::start(c).await.unwrap()
+    };
+    let mut nodes = vec![start("media-1").await, start("media-2").await];
+    let rtcd = RtcdConfig {
+        mode: control::nodes::RtcdMode::External,
+        nodes: nodes
+            .iter()
+            .map(|n| format!("http://{}", n.api_addr))
+            .collect(),
+        api_key: NODE_KEY.into(),
+        heartbeat_ms: 200,
+        node_timeout_ms: 1000,
+        reconnect_max_ms: 500,
+        ..RtcdConfig::default()
+    };
+    let config = Config {
+        rtcd,
+        ..Config::default()
+    };
+    let cx = Ctx::new(kind, config).await;
+    assert!(cx.app.state.nodes.wait_up(2, WAIT).await);
+    let p = users(&cx.app, &["alice", "bob", "carol"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let mut ws = [cx.ws(&p[0]).await, cx.ws(&p[1]).await, cx.ws(&p[2]).await];
+    let mut call = String::new();
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    for (i, who) in p.iter().enumerate() {
+        let (c, s, _) = cx.join(&ch, who).await;
+        call = c;
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, &call, &s).await;
+        sessions.push(s);
+        peers.push(peer);
+    }
+    // Everyone hears the next one.
+    for i in 0..3 {
+        let talker = (i + 1) % 3;
+        receive_audio(&mut ws[i], &peers[i], &call, &sessions[i], &peers[talker]).await;
+    }
+    let host = control::db::calls::get(&cx.app.state.db, &call)
+        .await
+        .unwrap()
+        .node;
+    let at = nodes
+        .iter()
+        .position(|n| format!("http://{}", n.api_addr) == host)
+        .expect("the call is on one of the nodes");
+    let survivor = format!("http://{}", nodes[1 - at].api_addr);
+
+    let died = std::time::Instant::now();
+    nodes.remove(at).stop().await;
+    for i in 0..3 {
+        let r = until(&mut ws[i], "the reconnect", |v| {
+            v["type"] == "call_signal" && v["signal"]["type"] == "reconnect"
+        })
+        .await;
+        assert_eq!(r["signal"]["reason"], "node_failed", "{r}");
+        assert_eq!(r["session_id"], sessions[i].as_str());
+    }
+    let moved = control::db::calls::get(&cx.app.state.db, &call)
+        .await
+        .unwrap();
+    assert_eq!(moved.node, survivor);
+    assert!(moved.ended_at.is_none());
+    // Each client starts its media over on the same session.
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, &call, &sessions[i]).await;
+        fresh.push(peer);
+    }
+    for i in 0..3 {
+        let talker = (i + 1) % 3;
+        receive_audio(&mut ws[i], &fresh[i], &call, &sessions[i], &fresh[talker]).await;
+    }
+    let outage = died.elapsed();
+    eprintln!("media node lost: all three hear each other again after {outage:?}");
+    assert!(outage < Duration::from_secs(10), "{outage:?}");
+    assert_eq!(nodes[0].node.call_count(), 1);
+    cx.stop().await;
+    for n in nodes {
+        n.stop().await;
+    }
+}

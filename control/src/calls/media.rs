@@ -136,7 +136,7 @@ fn signal(state: &AppState, session_id: &SessionId, signal: ServerSignal) {
     );
 }
 
-fn deliver(state: &AppState, local: &LocalSession, msg: &ServerMessage) {
+pub(super) fn deliver(state: &AppState, local: &LocalSession, msg: &ServerMessage) {
     let json = serde_json::to_string(msg).unwrap_or_default();
     state
         .hub

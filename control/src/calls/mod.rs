@@ -22,9 +22,11 @@
 //! candidates go to the client's socket here, connection states become
 //! durable changes, voice activity an ephemeral message to the call.
 //! [`sweep`] ends rings that time out and sessions that did not come back.
+//! [`failover`] moves the calls of a media node that went down.
 
 pub mod config;
 pub mod effects;
+pub mod failover;
 pub mod join;
 pub mod media;
 pub mod relay;
@@ -132,5 +134,9 @@ pub fn refusal(e: DbError) -> AppError {
 /// Starts this node's calls work: rtcd's events and the sweep. Runs
 /// until aborted.
 pub async fn run(state: AppState) {
-    tokio::join!(media::run(state.clone()), sweep::run(state));
+    tokio::join!(
+        media::run(state.clone()),
+        sweep::run(state.clone()),
+        failover::run(state)
+    );
 }

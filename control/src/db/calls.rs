@@ -901,6 +901,33 @@ pub async fn mute_others(
     Ok(muted)
 }
 
+/// Running calls hosted on a media node.
+pub async fn running_on(db: &Db, node: &str) -> DbResult<Vec<CallRow>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CALL_COLUMNS} FROM calls WHERE node = $1 AND ended_at IS NULL ORDER BY id"
+    )))
+    .bind(node)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(call_row).collect()
+}
+
+/// Moves a running call from `old` to `new` unless another control node
+/// moved it first. Returns where the call lives now (`None`: it ended).
+pub async fn move_node(db: &Db, call_id: &str, old: &str, new: &str) -> DbResult<Option<String>> {
+    sqlx::query(
+        "UPDATE calls SET node = $3, version = version + 1
+         WHERE id = $1 AND node = $2 AND ended_at IS NULL",
+    )
+    .bind(call_id)
+    .bind(old)
+    .bind(new)
+    .execute(&db.pool)
+    .await?;
+    let call = get(db, call_id).await?;
+    Ok(call.ended_at.is_none().then_some(call.node))
+}
+
 #[cfg(test)]
 mod tests {
     use super::format_duration;
