@@ -413,6 +413,10 @@ async fn serve(state: AppState) -> anyhow::Result<ExitCode> {
     // Media before traffic: a taken media port fails start-up, not the
     // first call.
     state.nodes.start().await?;
+    eprintln!(
+        "Enclave is at http://{}/ (the web client; sign in there)",
+        listener.local_addr()?
+    );
     let nodes = state.nodes.clone();
     let served = control::run(listener, state, wait_for_signal()).await;
     nodes.stop().await;
