@@ -93,7 +93,7 @@ export const appScenarios = {
 
     // 2. The other user opens the channel: the post is there, the badge goes.
     await openChannel(b, cfg.channel);
-    result.first_shown = await b.page.locator('.post .message', { hasText: first }).isVisible();
+    result.first_shown = await b.page.locator('.post .message', { hasText: first }).waitFor({ timeout: 5000 }).then(() => true, () => false);
     await badge.waitFor({ state: 'detached', timeout: 10000 });
     result.badge_cleared = true;
 
