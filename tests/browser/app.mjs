@@ -188,7 +188,6 @@ appScenarios.call = async function call(ctx, cfg, result) {
   const people = [];
   for (const u of cfg.users) people.push(await signIn(browser, cfg, u, { viewport: { width: 960, height: 720 } }));
   const [a, b, c] = people;
-  ctx.shot = a.page;
   for (const p of people) await openChannel(p, cfg.channel);
   const T0 = Date.now();
 
@@ -234,6 +233,8 @@ appScenarios.call = async function call(ctx, cfg, result) {
   if (cfg.screenshot) {
     await a.page.screenshot({ path: cfg.screenshot });
     result.screenshot = cfg.screenshot;
+    // run.mjs would overwrite it with the page at the end, after the call.
+    ctx.shot = null;
   }
 
   // 3. The host mutes users[1]: the others stop receiving its audio
