@@ -57,9 +57,14 @@ impl RtcdProcess {
             .env("RTCD_API__LISTEN", api.to_string())
             .env("RTCD_API__KEYS", format!("[\"{api_key}\"]"))
             .env("RTCD_DRAIN__DEADLINE_SECS", drain_secs.to_string())
-            .env("RTCD_LOG__FILTER", "warn")
+            // `ENCLAVE_TEST_RTCD_LOG=rtcd=debug` shows a node's sessions when a
+            // test needs explaining; its log goes to the test's output.
+            .env(
+                "RTCD_LOG__FILTER",
+                std::env::var("ENCLAVE_TEST_RTCD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting rtcd")?;

@@ -46,9 +46,13 @@ pub async fn observe(state: &AppState, event: &Event) {
             if state.calls.local(&participant.session_id).is_none() {
                 return;
             }
-            match owner_and_node(state, call_id.as_str(), participant.session_id.as_str()).await {
-                Some(node) => enforce(state, &node, participant),
-                None => state.calls.forget(&participant.session_id),
+            match target(state, call_id.as_str(), participant.session_id.as_str()).await {
+                Target::Node(node) => enforce(state, &node, participant),
+                // No node holds the session until the client offers again
+                // (the relay then re-adds it with its stored state): a
+                // change sent now would only earn the client an error.
+                Target::MediaLost => {}
+                Target::Gone => state.calls.forget(&participant.session_id),
             }
         }
         Event::CallLeft {
@@ -83,11 +87,29 @@ pub async fn observe(state: &AppState, event: &Event) {
     }
 }
 
-/// The call's node, if this node still owns the live session.
-async fn owner_and_node(state: &AppState, call_id: &str, session_id: &str) -> Option<String> {
-    let s = calls::session(&state.db, session_id).await.ok()??;
+/// Where a participant change must be enforced, as seen by this node.
+enum Target {
+    /// The call's node: this node owns the live session and rtcd holds it.
+    Node(String),
+    /// This node owns the session, but its media is lost (its node died or
+    /// the client went away): rtcd does not hold it now.
+    MediaLost,
+    /// The session left or another node speaks for it.
+    Gone,
+}
+
+async fn target(state: &AppState, call_id: &str, session_id: &str) -> Target {
+    let Ok(Some(s)) = calls::session(&state.db, session_id).await else {
+        return Target::Gone;
+    };
     if s.owner != state.node_instance || !s.live() {
-        return None;
+        return Target::Gone;
     }
-    calls::get(&state.db, call_id).await.ok().map(|c| c.node)
+    if s.media_lost_at.is_some() {
+        return Target::MediaLost;
+    }
+    match calls::get(&state.db, call_id).await {
+        Ok(c) => Target::Node(c.node),
+        Err(_) => Target::Gone,
+    }
 }
