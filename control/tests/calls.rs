@@ -176,9 +176,9 @@ async fn error_or_pong(ws: &mut Ws) -> Value {
     }
 }
 
-/// Offers, relays the answer and waits until ICE and DTLS are up. Then
-/// keeps answering rtcd's offers in the background is the caller's job.
-async fn negotiate(ws: &mut Ws, peer: &Peer, call: &str, session: &str) {
+/// Offers, relays the answer and waits until ICE and DTLS are up; returns
+/// the offer sent. Answering rtcd's later offers is the caller's job.
+async fn negotiate(ws: &mut Ws, peer: &Peer, call: &str, session: &str) -> String {
     let offer = peer.offer();
     signal(
         ws,
@@ -204,6 +204,7 @@ async fn negotiate(ws: &mut Ws, peer: &Peer, call: &str, session: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    offer
 }
 
 /// Answers rtcd's offers for `session` until one is answered and audio
@@ -292,7 +293,57 @@ both!(
     ringing_ends_on_decline_join_and_timeout,
     the_last_one_out_ends_the_call,
     a_reaction_flood_is_rate_limited,
+    a_repeated_offer_leaves_the_media_alone,
 );
+
+/// A client that sends its offer twice (a retry, a double click) gets the
+/// second one refused or answered, never a broken session: the media it
+/// already sends keeps reaching the others.
+async fn a_repeated_offer_leaves_the_media_alone(kind: Kind) {
+    let cx = Ctx::new(kind, config()).await;
+    let p = users(&cx.app, &["alice", "bob"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let (mut wa, mut wb) = (cx.ws(&p[0]).await, cx.ws(&p[1]).await);
+    let (call, sa, _) = cx.join(&ch, &p[0]).await;
+    let alice = Peer::new();
+    negotiate(&mut wa, &alice, &call, &sa).await;
+    let (_, sb, _) = cx.join(&ch, &p[1]).await;
+    let bob = Peer::new();
+    let offer = negotiate(&mut wb, &bob, &call, &sb).await;
+    receive_audio(&mut wa, &alice, &call, &sa, &bob).await;
+
+    signal(
+        &mut wb,
+        &call,
+        &sb,
+        json!({"type": "offer", "offer": {"sdp": offer, "negotiation": 0}}),
+    )
+    .await;
+    let reply = until(&mut wb, "a reply to the repeated offer", |v| {
+        v["type"] == "error" || v["type"] == "call_signal" && v["signal"]["type"] == "answer"
+    })
+    .await;
+    eprintln!("the repeated offer got: {}", reply["type"]);
+
+    let before = alice.audio_in();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 10_000;
+    while alice.audio_in() < before + 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's audio stopped reaching alice after his repeated offer ({reply})"
+        );
+        bob.send_audio(n);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bob.connected() && bob.error().is_none(),
+        "{:?}",
+        bob.error()
+    );
+    cx.stop().await;
+}
 
 async fn media_flows_and_host_mute_is_enforced(kind: Kind) {
     let cx = Ctx::new(kind, config()).await;
