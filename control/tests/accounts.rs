@@ -7,55 +7,23 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::audit::AuditLog;
+use common::socket::{self, Ws};
 use common::{Kind, PASSWORD, Server, TestApp, TestDb, TestUser};
 use control::Config;
 use control::db::users::SystemRole;
-use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A socket as `who`, past its hello.
-async fn socket(addr: SocketAddr, who: &TestUser) -> Ws {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-    let mut req = format!("ws://{addr}/api/v1/websocket")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", who.token).parse().unwrap(),
-    );
-    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
-    ws.send(Message::Text(
-        json!({"type": "hello", "version": 1}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next(&mut ws, 5).await["type"], "hello");
-    ws
-}
 
 /// The next event other than presence; panics after `secs`.
 async fn next(ws: &mut Ws, secs: u64) -> Value {
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(secs), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "presence" {
-                return v;
-            }
+        let v = socket::read(ws, Duration::from_secs(secs)).await;
+        if v["type"] != "presence" {
+            return v;
         }
     }
 }
@@ -100,7 +68,7 @@ async fn admins_disable_and_enable_accounts(app: TestApp) {
         .await;
     let (cookie, _) = cookie_session(&app, &alice).await;
     let server = Server::start(app.state.clone()).await;
-    let mut ws = socket(server.addr, &alice).await;
+    let mut ws = socket::connect(server.addr, &alice).await;
 
     // Only system admins, and the answer does not depend on the id: a
     // user guessing ids learns nothing.
@@ -295,7 +263,7 @@ async fn the_cli_disables_and_enables(kind: Kind) {
     let alice = app.user("alice", SystemRole::User).await;
     let (cookie, _) = cookie_session(&app, &alice).await;
     let server = Server::start(app.state.clone()).await;
-    let mut ws = socket(server.addr, &alice).await;
+    let mut ws = socket::connect(server.addr, &alice).await;
     let url = app.tdb.url.clone();
 
     let (code, _, err) = cli(&url, &["disable-user", "--username", "nobody"]);

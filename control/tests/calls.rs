@@ -14,21 +14,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use common::socket::{self, Ws};
 use common::{Kind, Server, TestApp, TestDb, TestUser};
 use control::Config;
 use control::db::users::SystemRole;
 use control::nodes::RtcdConfig;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use peer::Peer;
 use serde_json::{Value, json};
 use signaling::events::Event;
 use tests::rtcd_proc::RtcdProcess;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -63,7 +59,7 @@ impl Ctx {
     }
 
     async fn ws(&self, who: &TestUser) -> Ws {
-        ws_on(self.server.addr, who).await
+        socket::connect(self.server.addr, who).await
     }
 
     /// Starts or joins the channel's call: (call id, session id, body).
@@ -99,38 +95,16 @@ impl Ctx {
     }
 }
 
-async fn ws_on(addr: SocketAddr, who: &TestUser) -> Ws {
-    let mut req = format!("ws://{addr}/api/v1/websocket")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", who.token).parse().unwrap(),
-    );
-    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
-    send(&mut ws, json!({"type": "hello", "version": 1})).await;
-    let h = next(&mut ws).await;
-    assert_eq!(h["type"], "hello", "{h}");
-    ws
-}
-
 async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    socket::send(ws, v).await
 }
 
 /// The next JSON message but presence changes; panics after [`WAIT`].
 async fn next(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a message in time")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "presence" {
-                return v;
-            }
+        let v = socket::read(ws, WAIT).await;
+        if v["type"] != "presence" {
+            return v;
         }
     }
 }
@@ -958,8 +932,8 @@ async fn two_control_nodes_share_a_call() {
     );
     let p = users(&a, &["alice", "bob"]).await;
     let ch = open_channel(&a, &p).await;
-    let mut wa = ws_on(srv_a.addr, &p[0]).await;
-    let mut wb = ws_on(srv_b.addr, &p[1]).await;
+    let mut wa = socket::connect(srv_a.addr, &p[0]).await;
+    let mut wb = socket::connect(srv_b.addr, &p[1]).await;
 
     let ja = request(
         a.state.clone(),

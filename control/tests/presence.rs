@@ -11,48 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
+use common::socket::{self, Ws};
 use common::{Kind, Server, TestApp, TestDb, TestUser};
 use control::clock::ManualClock;
 use control::db::users::SystemRole;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn connect(addr: SocketAddr, who: &TestUser) -> Ws {
-    let mut req = format!("ws://{addr}/api/v1/websocket")
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", who.token).parse().unwrap(),
-    );
-    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
-    ws.send(Message::Text(
-        json!({"type": "hello", "version": 1}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    let h = next(&mut ws).await;
-    assert_eq!(h["type"], "hello", "{h}");
-    ws
-}
-
+/// The next message, whatever it is.
 async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(&t).unwrap();
-        }
-    }
+    socket::read(ws, Duration::from_secs(5)).await
 }
 
 /// The next presence message about `user`, skipping anything else.
@@ -122,9 +91,9 @@ async fn statuses_follow_sockets_activity_and_choice(app: TestApp) {
         pairs(&[(&alice, "offline"), (&bob, "offline")])
     );
 
-    let mut a = connect(server.addr, &alice).await;
-    let mut m = connect(server.addr, &mallory).await;
-    let mut b = connect(server.addr, &bob).await;
+    let mut a = socket::connect(server.addr, &alice).await;
+    let mut m = socket::connect(server.addr, &mallory).await;
+    let mut b = socket::connect(server.addr, &bob).await;
     // Alice shares a channel with bob: she hears he came online.
     assert_eq!(presence_of(&mut a, &bob).await, "online");
     assert_eq!(
@@ -279,9 +248,9 @@ async fn typing_and_presence_cross_nodes_and_a_dead_node_goes_offline() {
     config_b.server.node_id = "node-b".into();
     let node_b = spawn_node(url, node_a.clock.clone(), config_b);
 
-    let mut a = connect(server_a.addr, &alice).await;
-    let mut m = connect(server_a.addr, &mallory).await;
-    let mut b = connect(node_b.addr, &bob).await;
+    let mut a = socket::connect(server_a.addr, &alice).await;
+    let mut m = socket::connect(server_a.addr, &mallory).await;
+    let mut b = socket::connect(node_b.addr, &bob).await;
     // Bob came online on B: alice, on A, hears it.
     assert_eq!(presence_of(&mut a, &bob).await, "online");
 

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod s3;
+pub mod socket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
