@@ -123,3 +123,7 @@ mod tests {
         assert!(err.to_string().contains("only ASCII letters"), "{err}");
     }
 }
+id_type!(
+    /// An offloader job (a recording, a transcription, live captions).
+    JobId
+);

@@ -2,7 +2,7 @@
 //! fails when the encoding drifts, so a wire change is always deliberate.
 //! `UPDATE_GOLDEN=1 cargo test -p signaling` rewrites the files.
 
-use std::path::PathBuf;
+mod common;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,26 +39,7 @@ fn candidate() -> IceCandidate {
 }
 
 fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: T) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"));
-    let encoded = serde_json::to_string_pretty(&value).unwrap() + "\n";
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, &encoded).unwrap();
-    }
-    let golden = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        encoded,
-        golden,
-        "{name}: encoding drifted from {}",
-        path.display()
-    );
-    let decoded: T = serde_json::from_str(&golden).unwrap();
-    assert_eq!(
-        decoded, value,
-        "{name}: golden file does not decode to the value"
-    );
+    common::check("", name, value)
 }
 
 #[test]
