@@ -10,6 +10,13 @@
 //! share it (`Arc`) between jobs, call [`transcribe::transcribe_call`] with
 //! each speaker's audio, or feed [`transcribe::LiveCaptions`] chunks as
 //! they arrive and forward the captions it returns.
+//!
+//! [`record`] turns what a receive-only bot captured in a call into files: the
+//! bot appends frames to a capture log ([`record::CaptureWriter`]), and a job
+//! reads the log back ([`record::read_capture`]) to write an audio-only file,
+//! a composed recording, or PCM for transcription
+//! ([`record::speaker_pcm16k`] feeds [`transcribe`]).
 
 pub mod model;
+pub mod record;
 pub mod transcribe;
