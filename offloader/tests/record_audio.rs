@@ -3,7 +3,7 @@
 mod record_media;
 
 use ffmpeg_next as ff;
-use offloader::record::{read_capture, speaker_pcm16k, write_audio_only};
+use offloader::record::{OpusDecoder, RecordError, read_capture, speaker_pcm16k, write_audio_only};
 use record_media::{decode_errors, ffprobe, scenario};
 
 /// The Opus packets of each stream of an audio-only file, as stored.
@@ -110,4 +110,27 @@ fn speaker_pcm_is_on_the_wall_clock() {
     assert!((start - 2.0).abs() < 0.06, "Bob starts at {start}");
     let secs = bob.pcm16k.len() as f64 / 16_000.0;
     assert!((secs - 5.0).abs() < 0.1, "Bob's PCM lasts {secs} s");
+}
+
+#[test]
+fn live_opus_decoder_gives_16k_mono_and_rejects_garbage() {
+    let packets = record_media::opus_tone(440.0, 1.0, &[]);
+    let mut dec = OpusDecoder::new(16_000).unwrap();
+    let mut pcm = Vec::new();
+    for p in &packets {
+        pcm.extend(dec.decode(p).unwrap());
+    }
+    assert_eq!(pcm.len(), 16_000, "20 ms packets give 320 samples each");
+    // The tone is there at its level (0.2 amplitude: RMS ~0.14).
+    let rms = (pcm[4000..].iter().map(|x| x * x).sum::<f32>() / (pcm.len() - 4000) as f32).sqrt();
+    assert!((rms - 0.141).abs() < 0.03, "rms {rms}");
+    for bad in [&[][..], &scenario::GARBAGE_OPUS[..]] {
+        assert!(matches!(dec.decode(bad), Err(RecordError::BadFrame(_))));
+    }
+    // The decoder goes on after garbage.
+    assert_eq!(dec.decode(&packets[10]).unwrap().len(), 320);
+    assert!(matches!(
+        OpusDecoder::new(44_100),
+        Err(RecordError::Unsupported(_))
+    ));
 }

@@ -17,6 +17,9 @@
 
 pub mod audio;
 pub mod capture;
+pub mod compose;
+mod encode;
+mod layout;
 mod mix;
 pub mod opus;
 pub mod pcm;
@@ -27,6 +30,7 @@ pub use capture::{
     Capture, CaptureError, CaptureWriter, CapturedFrame, CapturedTrack, Codec, MediaKind, Source,
     SpeakingEvent, TrackMeta, read_capture,
 };
+pub use compose::{ComposeOptions, ComposeReport, compose, profile_fps};
 pub use opus::OpusDecoder;
 pub use pcm::{SpeakerPcm, speaker_pcm16k};
 

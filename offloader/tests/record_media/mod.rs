@@ -180,3 +180,100 @@ pub fn decode_errors(path: &std::path::Path) -> String {
 }
 
 pub mod scenario;
+
+/// Decodes `path` and finds the flash (first video frame much brighter
+/// than usual) and the click (first audio sample of the first audio stream
+/// above 0.6), both in seconds of the file's timeline.
+pub fn flash_and_click(path: &std::path::Path) -> (f64, f64) {
+    ff::init().unwrap();
+    let mut ictx = ff::format::input(path).unwrap();
+    let v = ictx.streams().best(ff::media::Type::Video).unwrap();
+    let a = ictx.streams().best(ff::media::Type::Audio).unwrap();
+    let (vi, ai) = (v.index(), a.index());
+    let (vtb, atb) = (f64::from(v.time_base()), f64::from(a.time_base()));
+    let mut vdec = ff::codec::Context::from_parameters(v.parameters())
+        .unwrap()
+        .decoder()
+        .video()
+        .unwrap();
+    let mut adec = ff::codec::Context::from_parameters(a.parameters())
+        .unwrap()
+        .decoder()
+        .audio()
+        .unwrap();
+    let mut lumas: Vec<(f64, f64)> = Vec::new();
+    let mut click: Option<f64> = None;
+    let mut vf = ff::frame::Video::empty();
+    let mut af = ff::frame::Audio::empty();
+    let mut on_video = |dec: &mut ff::decoder::Video, lumas: &mut Vec<(f64, f64)>| {
+        while dec.receive_frame(&mut vf).is_ok() {
+            let (w, h, s) = (vf.width() as usize, vf.height() as usize, vf.stride(0));
+            let y = vf.data(0);
+            let sum: u64 = (0..h)
+                .map(|r| {
+                    y[r * s..r * s + w]
+                        .iter()
+                        .map(|&b| u64::from(b))
+                        .sum::<u64>()
+                })
+                .sum();
+            let t = vf.timestamp().or(vf.pts()).unwrap_or(0) as f64 * vtb;
+            lumas.push((t, sum as f64 / (w * h) as f64));
+        }
+    };
+    let mut on_audio = |dec: &mut ff::decoder::Audio, click: &mut Option<f64>| {
+        while dec.receive_frame(&mut af).is_ok() {
+            if click.is_some() {
+                continue;
+            }
+            let t0 = af.timestamp().or(af.pts()).unwrap_or(0) as f64 * atb;
+            let n = af.samples();
+            let data = af.data(0);
+            // F32 planar or packed, channel 0.
+            let stride = if af.is_planar() {
+                4
+            } else {
+                4 * usize::from(af.channels())
+            };
+            for k in 0..n {
+                let o = k * stride;
+                let x = f32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+                if x.abs() > 0.6 {
+                    *click = Some(t0 + k as f64 / f64::from(af.rate()));
+                    break;
+                }
+            }
+        }
+    };
+    for (stream, packet) in ictx.packets() {
+        if stream.index() == vi {
+            vdec.send_packet(&packet).unwrap();
+            on_video(&mut vdec, &mut lumas);
+        } else if stream.index() == ai {
+            adec.send_packet(&packet).unwrap();
+            on_audio(&mut adec, &mut click);
+        }
+    }
+    vdec.send_eof().unwrap();
+    on_video(&mut vdec, &mut lumas);
+    adec.send_eof().unwrap();
+    on_audio(&mut adec, &mut click);
+    assert!(
+        matches!(adec.format(), ff::format::Sample::F32(_)),
+        "audio decodes to f32"
+    );
+    let peak = lumas.iter().map(|l| l.1).fold(0.0, f64::max);
+    let mut sorted: Vec<f64> = lumas.iter().map(|l| l.1).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        peak > median + 40.0,
+        "no flash found: peak {peak}, median {median}"
+    );
+    let flash = lumas
+        .iter()
+        .find(|l| l.1 > (peak + median) / 2.0)
+        .unwrap()
+        .0;
+    (flash, click.expect("no click found"))
+}
