@@ -289,3 +289,35 @@ async fn the_runner_reports_processing() {
     gate.notify_one();
     c.wait_state(&id, "succeeded").await;
 }
+
+/// A runner that reports progress before handing back its future.
+struct EagerRunner;
+
+impl offloader::service::Runner for EagerRunner {
+    fn validate<'a>(
+        &'a self,
+        _spec: &'a signaling::jobs::JobSpec,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), signaling::jobs::JobError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn run(
+        &self,
+        ctx: offloader::service::JobContext,
+    ) -> futures_util::future::BoxFuture<'static, Result<Vec<signaling::jobs::JobResult>, RunError>>
+    {
+        ctx.progress.set_state(JobState::Processing);
+        ctx.progress.set_captured_ms(7);
+        ctx.log.line("eager");
+        Box::pin(async { Ok(vec![]) })
+    }
+}
+
+#[tokio::test]
+async fn a_runner_may_report_progress_before_its_future_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(config(dir.path()), Arc::new(EagerRunner)).await;
+    let id = c.create("call-1").await;
+    let j = c.wait_state(&id, "succeeded").await;
+    assert_eq!(j["captured_ms"], 7);
+}

@@ -80,10 +80,12 @@ impl Scheduler {
         if let Err(e) = std::fs::create_dir_all(&ctx.work_dir) {
             log.line(format!("work dir does not open: {e}"));
         }
-        let fut = self.runner.run(ctx);
         let sched = self.clone();
         let token = cancel.clone();
+        // `run` is called on the task, not here under the table's lock: a
+        // runner may report progress before it returns its future.
         let task = tokio::spawn(async move {
+            let fut = sched.runner.run(ctx);
             sched.drive(id, n, fut, token, deadline, log).await;
         });
         entry.attempt = Some(Attempt {

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 ///   every attempt and survives an offloader restart: an attempt starts by
 ///   looking at what earlier attempts left there and carries on from it
 ///   (a recording appends a new segment instead of starting over).
+/// - `deadline` is per attempt: a resumed capture counts what earlier
+///   attempts captured (see `work_dir`) against `spec.max_duration_secs`
+///   itself and stops capturing when that is reached.
 /// - When `cancel` fires (a cancel request, or the deadline) the runner
 ///   stops capturing, finishes what it can with what it has (closes files,
 ///   hands back a partial result) and returns soon: after the configured
