@@ -248,3 +248,28 @@ mod tests {
         assert_eq!(c.attempt_budget(Some(99_999)).as_secs(), 4 * 3600 + 1800);
     }
 }
+
+#[cfg(test)]
+mod deploy_tests {
+    use super::*;
+
+    /// The Deployment's ConfigMap holds a config this version reads.
+    #[test]
+    fn the_kubernetes_config_map_loads() {
+        let yaml = include_str!("../../../deploy/kubernetes/offloader-deployment.yaml");
+        let toml: String = yaml
+            .lines()
+            .skip_while(|l| !l.contains("offloader.toml: |"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offloader.toml");
+        std::fs::write(&path, &toml).unwrap();
+        let c = ServiceConfig::load(Some(&path)).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.listen.port(), 8090);
+        assert!(c.drain_secs < 30, "drain within the pod's grace period");
+    }
+}
