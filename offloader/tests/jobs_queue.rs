@@ -321,3 +321,23 @@ async fn a_runner_may_report_progress_before_its_future_runs() {
     let j = c.wait_state(&id, "succeeded").await;
     assert_eq!(j["captured_ms"], 7);
 }
+
+#[tokio::test]
+async fn a_panicking_runner_fails_its_job_and_frees_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = FnRunner::new(|ctx| async move {
+        if ctx.spec.call_id.as_str() == "call-bug" {
+            panic!("a bug in the workload");
+        }
+        Ok(vec![])
+    });
+    let mut cfg = config(dir.path());
+    cfg.max_concurrent = 1;
+    let c = start(cfg, runner).await;
+    let bug = c.create("call-bug").await;
+    let next = c.create("call-next").await;
+    let j = c.wait_state(&bug, "failed").await;
+    assert_eq!(j["error"]["code"], "runner_panicked");
+    assert_eq!(j["attempts"], 1);
+    c.wait_state(&next, "succeeded").await;
+}

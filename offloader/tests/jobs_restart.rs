@@ -41,6 +41,9 @@ fn capturing(seen: Seen) -> Arc<FnRunner> {
             seen.lock().unwrap().push((ctx.attempt, found));
             if ctx.attempt == 1 {
                 ctx.shutdown.cancelled().await;
+                if ctx.cancel.is_cancelled() {
+                    ctx.log.line("cancel fired on shutdown");
+                }
                 ctx.log.line("offloader stopping: segment closed");
                 return Ok(vec![]);
             }
@@ -278,8 +281,25 @@ async fn run_one_resumes_a_killed_pod_and_returns_a_finished_job() {
     let again = run_one(job_spec("call-1"), &data, runner.clone())
         .await
         .unwrap();
-    assert_eq!((again.id, again.state), (info.id, JobState::Succeeded));
+    assert_eq!(
+        (again.id, again.state),
+        (info.id.clone(), JobState::Succeeded)
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    // A finished job is returned without asking control again: its call
+    // may be unknown by now (here: renamed on disk to one control refuses).
+    let state = dir
+        .path()
+        .join("jobs")
+        .join(info.id.as_str())
+        .join("job.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, text.replace("\"call-1\"", "\"unknown-now\"")).unwrap();
+    let ended = run_one(job_spec("unknown-now"), &data, runner.clone())
+        .await
+        .unwrap();
+    assert_eq!((ended.id, ended.state), (info.id, JobState::Succeeded));
 
     match run_one(job_spec("unknown-call"), &data, runner).await {
         Err(RunOneError::Rejected(e)) => assert_eq!(e.code, "unknown_call"),

@@ -2,18 +2,40 @@
 //! cancel and shutdown, then record how it ended and decide what is next
 //! (done, retry after a back-off, or failed).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use signaling::ids::JobId;
 use signaling::jobs::{JobResult, JobState};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Attempt, Inner, Scheduler};
-use super::runner::{JobContext, JobLog, Progress, ProgressUpdate, RunError, job_error};
+use super::runner::{JobContext, JobLog, Progress, ProgressUpdate, RunError, Runner, job_error};
 
 type Outcome = Result<Vec<JobResult>, RunError>;
+
+/// The runner's attempt with its panics turned into a permanent failure, so
+/// a bug in one job frees its worker and fails that job alone.
+fn guard_panics(runner: &dyn Runner, ctx: JobContext) -> BoxFuture<'static, Outcome> {
+    let panicked = || {
+        Err(RunError::permanent(
+            "runner_panicked",
+            "the job's runner panicked",
+        ))
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(ctx))) {
+        Ok(fut) => Box::pin(
+            AssertUnwindSafe(fut)
+                .catch_unwind()
+                .map(move |r| r.unwrap_or_else(|_| panicked())),
+        ),
+        Err(_) => Box::pin(async move { panicked() }),
+    }
+}
 
 /// Why an attempt stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +107,7 @@ impl Scheduler {
         // `run` is called on the task, not here under the table's lock: a
         // runner may report progress before it returns its future.
         let task = tokio::spawn(async move {
-            let fut = sched.runner.run(ctx);
+            let fut = guard_panics(&*sched.runner, ctx);
             sched.drive(id, n, fut, token, deadline, log).await;
         });
         entry.attempt = Some(Attempt {
@@ -103,7 +125,7 @@ impl Scheduler {
         self: Arc<Self>,
         id: JobId,
         n: u32,
-        mut fut: futures_util::future::BoxFuture<'static, Outcome>,
+        mut fut: BoxFuture<'static, Outcome>,
         cancel: CancellationToken,
         deadline: Instant,
         log: JobLog,
@@ -119,7 +141,11 @@ impl Scheduler {
             _ = cancel.cancelled() => End::Cancelled,
             _ = self.shutdown.cancelled() => End::Shutdown,
         };
-        cancel.cancel();
+        // On shutdown the runner sees `shutdown` only: a fired `cancel` would
+        // tell it to wrap up and hand back, and the attempt runs again later.
+        if end != End::Shutdown {
+            cancel.cancel();
+        }
         let grace = match end {
             End::Shutdown => self.cfg.drain_secs,
             _ => self.cfg.cancel_grace_secs,

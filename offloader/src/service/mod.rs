@@ -193,16 +193,13 @@ pub async fn run_one(
 /// Runs one job to its end (retries, deadline, log as the service does). If
 /// `data_dir` already holds a job with the same spec, that job carries on
 /// (attempt + 1, same work dir) or, when it has finished, is returned as it
-/// is; other jobs in the data dir are left alone.
+/// is; only a new job is validated. Other jobs in the data dir are left
+/// alone.
 pub async fn run_one_with(
     spec: JobSpec,
     config: &ServiceConfig,
     runner: Arc<dyn Runner>,
 ) -> Result<JobInfo, RunOneError> {
-    runner
-        .validate(&spec)
-        .await
-        .map_err(RunOneError::Rejected)?;
     let (_lock, store, loaded) = open_data_dir(&config.data_dir)?;
     let mut max_seq = 0;
     let mut existing = None;
@@ -219,8 +216,15 @@ pub async fn run_one_with(
             }
         }
     }
-    if let Some(rec) = existing.as_ref().filter(|r| r.state.is_final()) {
-        return Ok(rec.info());
+    match &existing {
+        Some(rec) if rec.state.is_final() => return Ok(rec.info()),
+        // Validated when it was created; asking again after the call ended
+        // would refuse a job that only needs to finish.
+        Some(_) => {}
+        None => runner
+            .validate(&spec)
+            .await
+            .map_err(RunOneError::Rejected)?,
     }
     let config = ServiceConfig {
         max_concurrent: 1,
