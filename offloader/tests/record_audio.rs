@@ -81,6 +81,15 @@ fn audio_only_ogg_copies_every_packet_per_speaker() {
         600,
         "Alice's stream is 12 s of 20 ms packets"
     );
+
+    // The same in WebM, and a name that says no format is an error.
+    let webm = dir.path().join("audio.webm");
+    write_audio_only(&cap, &webm).unwrap();
+    let probe = ffprobe(&webm);
+    assert_eq!(probe["streams"].as_array().unwrap().len(), 2, "{probe}");
+    assert_eq!(decode_errors(&webm), "");
+    let err = write_audio_only(&cap, &dir.path().join("audio.mp3")).unwrap_err();
+    assert!(matches!(err, RecordError::Unsupported(_)), "{err}");
 }
 
 #[test]
@@ -105,6 +114,26 @@ fn speaker_pcm_is_on_the_wall_clock() {
     // During the downtime there is silence.
     let s = 9 * 16_000;
     assert!(alice.pcm16k[s..s + 16_000].iter().all(|x| x.abs() < 1e-3));
+    // Before the crash and after the restart, her tone is there: the gap is
+    // no longer than the downtime plus what was not yet flushed (1 s).
+    let loud = |from_s: f64| {
+        let i = (from_s * 16_000.0) as usize;
+        let w = &alice.pcm16k[i..i + 1600];
+        (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt() > 0.1
+    };
+    assert!(loud(7.4) && loud(10.6) && loud(11.5));
+    let quiet: Vec<usize> = (0..120)
+        .filter(|k| {
+            let i = k * 1600;
+            alice.pcm16k[i..i + 1600].iter().all(|x| x.abs() < 1e-3)
+        })
+        .collect();
+    let gap_s = quiet.len() as f64 * 0.1;
+    let downtime = scenario::RESTART_S - scenario::CRASH_S;
+    assert!(
+        gap_s >= downtime - 0.2 && gap_s <= downtime + 1.1,
+        "gap {gap_s} s"
+    );
     let bob = &pcm[1];
     let start = bob.start_us as f64 / 1e6 - scenario::T0 as f64 / 1e6;
     assert!((start - 2.0).abs() < 0.06, "Bob starts at {start}");
