@@ -52,7 +52,7 @@ fn check(format: RecordingFormat, speaker_tracks: bool, file: &str, vcodec: &str
     );
     assert_eq!(decode_errors(&out), "", "every stream decodes cleanly");
 
-    let (flash, click) = flash_and_click(&out);
+    let (flash, click, lumas) = flash_and_click(&out);
     eprintln!("{file}: duration {duration} s, flash {flash} s, click {click} s, {report:?}");
     assert!(
         (flash - scenario::CLICK_S).abs() < 0.2,
@@ -62,6 +62,16 @@ fn check(format: RecordingFormat, speaker_tracks: bool, file: &str, vcodec: &str
         (flash - click).abs() < 0.1,
         "A/V offset: flash {flash} s, click {click} s"
     );
+
+    // While the bot was down nobody's picture is shown (dark, Y = 16);
+    // before and after, Alice's camera is.
+    let luma_at = |t: f64| lumas.iter().find(|l| l.0 >= t).unwrap().1;
+    assert!(
+        (luma_at(9.6) - 16.0).abs() < 3.0,
+        "dark in the downtime: {}",
+        luma_at(9.6)
+    );
+    assert!(luma_at(1.0) > 25.0 && luma_at(11.5) > 25.0, "camera shown");
 }
 
 #[test]

@@ -142,7 +142,7 @@ pub fn compose(
         .iter()
         .filter(|t| t.meta.kind == MediaKind::Video)
     {
-        match VideoTrack::new(t) {
+        match VideoTrack::new(t, t.segment < capture.segments) {
             Ok(v) => videos.push(v),
             Err(e) => {
                 tracing::warn!(track = t.meta.id, error = %e, "recording: video track left out")

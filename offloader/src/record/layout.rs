@@ -10,9 +10,13 @@ use super::capture::{CapturedTrack, Codec, Source};
 use super::timeline::{TimedFrame, timed_frames};
 use super::{RecordError, init_ffmpeg};
 
-/// A track with no new frame for this long is gone (it ended, or the bot
-/// was down); until then its last picture stays (frozen).
+/// A camera with no new frame for this long is gone (turned off, ended, or
+/// the bot was down); until then its last picture stays (frozen).
 const HOLD_US: i64 = 1_000_000;
+/// A screen share sends few frames while nothing on it moves: its picture
+/// stays this long before the share counts as gone (its end, when the bot
+/// saw it, ends it at once).
+const SCREEN_HOLD_US: i64 = 10_000_000;
 /// Black in limited-range YUV.
 const BLACK: [u8; 3] = [16, 128, 128];
 
@@ -46,7 +50,10 @@ struct Scaled {
 }
 
 impl<'a> VideoTrack<'a> {
-    pub(crate) fn new(track: &'a CapturedTrack) -> Result<Self, RecordError> {
+    /// `restarted`: a later bot run followed the one that captured this
+    /// track, so the track ended with its last frame (the new run announces
+    /// again what was still going).
+    pub(crate) fn new(track: &'a CapturedTrack, restarted: bool) -> Result<Self, RecordError> {
         init_ffmpeg()?;
         let id = match track.meta.codec {
             Codec::Vp8 => ff::codec::Id::VP8,
@@ -59,12 +66,18 @@ impl<'a> VideoTrack<'a> {
         let mut ctx = ff::codec::Context::new_with_codec(codec);
         ctx.set_threading(ff::threading::Config::count(1));
         let dec = ctx.decoder().open_as(codec)?.video()?;
+        let frames = timed_frames(track);
+        let mut ended_us = track.ended_us.map(|e| e as i64);
+        if restarted && let Some(last) = frames.last() {
+            let cut = last.wall_us + HOLD_US;
+            ended_us = Some(ended_us.map_or(cut, |e| e.min(cut)));
+        }
         Ok(VideoTrack {
             session_id: &track.meta.session_id,
             source: track.meta.source,
-            frames: timed_frames(track),
+            frames,
             next: 0,
-            ended_us: track.ended_us.map(|e| e as i64),
+            ended_us,
             dec,
             decoded: ff::frame::Video::empty(),
             picture: None,
@@ -138,8 +151,13 @@ impl<'a> VideoTrack<'a> {
 
     /// Whether the track has something to show at `now`.
     pub(crate) fn live(&self, now: i64) -> bool {
+        let hold = if self.source == Source::Screen {
+            SCREEN_HOLD_US
+        } else {
+            HOLD_US
+        };
         self.picture.is_some()
-            && now - self.last_wall <= HOLD_US
+            && now - self.last_wall <= hold
             && self.ended_us.is_none_or(|e| now < e)
     }
 

@@ -183,8 +183,9 @@ pub mod scenario;
 
 /// Decodes `path` and finds the flash (first video frame much brighter
 /// than usual) and the click (first audio sample of the first audio stream
-/// above 0.6), both in seconds of the file's timeline.
-pub fn flash_and_click(path: &std::path::Path) -> (f64, f64) {
+/// above 0.6), both in seconds of the file's timeline; and each picture's
+/// time and mean luma.
+pub fn flash_and_click(path: &std::path::Path) -> (f64, f64, Vec<(f64, f64)>) {
     ff::init().unwrap();
     let mut ictx = ff::format::input(path).unwrap();
     let v = ictx.streams().best(ff::media::Type::Video).unwrap();
@@ -275,5 +276,5 @@ pub fn flash_and_click(path: &std::path::Path) -> (f64, f64) {
         .find(|l| l.1 > (peak + median) / 2.0)
         .unwrap()
         .0;
-    (flash, click.expect("no click found"))
+    (flash, click.expect("no click found"), lumas)
 }
