@@ -86,6 +86,11 @@ pub struct Participant {
     /// Media connected through rtcd (ICE and DTLS up).
     #[serde(default)]
     pub connected: bool,
+    /// A receive-only bot (the recorder, the captioner): shown as the
+    /// call's recording state, not as a person; never a host, never
+    /// counted against the call's size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bot: bool,
 }
 
 /// A participant's own change (`PATCH /api/v1/calls/{call}/sessions/{session}`).

@@ -127,6 +127,16 @@ pub enum ServerMessage {
         user_id: String,
         emoji: String,
     },
+    /// Ephemeral: a live caption of what a participant just said.
+    CallCaption {
+        call_id: CallId,
+        session_id: SessionId,
+        user_id: String,
+        /// Milliseconds since the captioner joined the call.
+        start_ms: u64,
+        end_ms: u64,
+        text: String,
+    },
     /// The last message before control closes the socket.
     Closing {
         reason: CloseReason,

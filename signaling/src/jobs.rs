@@ -229,3 +229,17 @@ pub struct Caption {
     pub end_ms: u64,
     pub text: String,
 }
+
+/// What a job's bot reads about its call (`GET /api/v1/calls/{id}/bot`):
+/// the call, whether the bot's own session still stands (false: stop and
+/// hand back), and the participants' display names for speaker labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotView {
+    pub call: crate::call::CallInfo,
+    /// The bot's session in the call and whether it is still in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<crate::ids::SessionId>,
+    pub in_call: bool,
+    /// User id → display name, for everyone who was in the call.
+    pub names: std::collections::BTreeMap<String, String>,
+}

@@ -323,6 +323,7 @@ fn call_info() -> CallInfo {
             screen: false,
             hand_raised: false,
             connected: true,
+            bot: false,
         }],
         max_participants: 100,
         recording: false,

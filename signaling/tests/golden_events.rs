@@ -139,6 +139,7 @@ fn participant() -> Participant {
         screen: false,
         hand_raised: true,
         connected: true,
+        bot: false,
     }
 }
 
@@ -169,6 +170,17 @@ fn call_messages() {
             session_id: session_id(),
             user_id: participant().user_id,
             emoji: "tada".into(),
+        },
+    );
+    check(
+        "server_call_caption",
+        ServerMessage::CallCaption {
+            call_id: call_id(),
+            session_id: session_id(),
+            user_id: participant().user_id,
+            start_ms: 1200,
+            end_ms: 2900,
+            text: "hello world".into(),
         },
     );
     check(
