@@ -104,6 +104,18 @@ async fn actor(
     Ok((mine, live))
 }
 
+/// The running call, if the user is one of its hosts.
+pub async fn hosted_call(
+    state: &AppState,
+    user: &CurrentUser,
+    call_id: &str,
+) -> Result<CallRow, AppError> {
+    let call = member_call(state, user, call_id).await?;
+    let (mine, _) = actor(state, user, &call).await?;
+    require_host(&mine)?;
+    Ok(call)
+}
+
 fn require_host(mine: &[SessionRow]) -> Result<(), AppError> {
     if mine.iter().any(|s| s.participant.host) {
         Ok(())

@@ -102,6 +102,21 @@ pub async fn upload(
 ) -> Result<Response, AppError> {
     // Access first: an outsider's body is never read, let alone stored.
     member_channel(&state, &user, &channel_id).await?;
+    let file_infos = store_upload(&state, &client, &user, &channel_id, multipart).await?;
+    Ok(created(Uploaded { file_infos }))
+}
+
+/// Stores every file part of an upload into `channel_id` for `user` (who
+/// was allowed to): their records exist, not yet attached to a post. On
+/// any refusal nothing stays behind.
+pub async fn store_upload(
+    state: &AppState,
+    client: &Client,
+    user: &CurrentUser,
+    channel_id: &str,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Vec<FileInfo>, AppError> {
+    let state = state.clone();
     let mut multipart = multipart.map_err(|_| {
         reject(
             &state,
@@ -151,7 +166,7 @@ pub async fn upload(
             })?;
             let file_name = name::normalise(raw_name)
                 .map_err(|m| reject(&state, "name", bad("invalid_file_name", m)))?;
-            let f = store_one(&state, &mut field, file_name, &channel_id, user.id(), &mut stored)
+            let f = store_one(&state, &mut field, file_name, channel_id, user.id(), &mut stored)
                 .await?;
             new_files.push(f);
         }
@@ -199,9 +214,7 @@ pub async fn upload(
             ),
         );
     }
-    Ok(created(Uploaded {
-        file_infos: new_files.into_iter().map(|f| f.info).collect(),
-    }))
+    Ok(new_files.into_iter().map(|f| f.info).collect())
 }
 
 /// Streams one part to the store (and its thumbnails), recording each key

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod auth;
 pub mod bots;
+pub mod call_bots;
 pub mod calls;
 pub mod channels;
 pub mod download;
@@ -100,6 +101,17 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{id}/end", post(calls::end))
         .route("/calls/{id}/decline", post(calls::decline))
         .route("/calls/{id}/reactions", post(calls::react))
+        .route("/calls/{id}/jobs", post(call_bots::start))
+        .route("/calls/{id}/jobs/{kind}/stop", post(call_bots::stop))
+        .route(
+            "/calls/{id}/bot",
+            get(call_bots::view).post(call_bots::join),
+        )
+        .route("/calls/{id}/captions", post(call_bots::caption))
+        .route(
+            "/calls/{id}/results",
+            post(call_bots::results).layer(DefaultBodyLimit::max(files::body_limit(&state))),
+        )
         .route(
             "/channels/{id}/files",
             post(files::upload).layer(DefaultBodyLimit::max(files::body_limit(&state))),

@@ -5,7 +5,10 @@
 //! 2. `Authorization: Bearer <session token>` — a session, for non-browser
 //!    clients that logged in (no CSRF check: a browser never sends it on
 //!    its own).
-//! 3. The `enclave_session` cookie — a browser session. Writes (any method
+//! 3. `Authorization: Bearer enj_…` — an offloader job's bot, acting for
+//!    one call only (its join, its captions, its results, the WebSocket);
+//!    see [`job_route`].
+//! 4. The `enclave_session` cookie — a browser session. Writes (any method
 //!    but GET, HEAD, OPTIONS) must echo the session's CSRF token in
 //!    `X-CSRF-Token`; `SameSite=Lax` alone would let a same-site page post.
 //!
@@ -23,10 +26,10 @@ use axum::http::Method;
 use axum::http::request::Parts;
 
 use super::tokens::{hash_secret, secrets_equal};
-use super::{CSRF_HEADER, PAT_PREFIX, SESSION_COOKIE};
+use super::{CSRF_HEADER, JOB_TOKEN_PREFIX, PAT_PREFIX, SESSION_COOKIE};
 use crate::AppState;
 use crate::db::users::{SystemRole, User};
-use crate::db::{sessions, users};
+use crate::db::{call_jobs, sessions, users};
 use crate::error::AppError;
 
 /// How often a session's or token's last use is written.
@@ -34,9 +37,20 @@ pub const TOUCH_EVERY_MS: i64 = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthVia {
-    Cookie { session_id: String },
-    BearerSession { session_id: String },
-    AccessToken { token_id: String },
+    Cookie {
+        session_id: String,
+    },
+    BearerSession {
+        session_id: String,
+    },
+    AccessToken {
+        token_id: String,
+    },
+    /// An offloader job's bot, for the job's call only.
+    CallJob {
+        job_id: String,
+        call_id: String,
+    },
 }
 
 impl AuthVia {
@@ -45,7 +59,7 @@ impl AuthVia {
             AuthVia::Cookie { session_id } | AuthVia::BearerSession { session_id } => {
                 Some(session_id)
             }
-            AuthVia::AccessToken { .. } => None,
+            AuthVia::AccessToken { .. } | AuthVia::CallJob { .. } => None,
         }
     }
 }
@@ -99,6 +113,27 @@ impl FromRequestParts<AppState> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let now = state.clock.now_ms();
         if let Some(token) = bearer(parts) {
+            if token.starts_with(JOB_TOKEN_PREFIX) {
+                let job = call_jobs::by_token_hash(&state.db, &hash_secret(token))
+                    .await?
+                    .ok_or(AppError::Unauthenticated)?;
+                let stopped = job
+                    .stopped_at
+                    .is_some_and(|at| now - at >= RESULTS_GRACE_MS);
+                if stopped || !job_route(parts.uri.path(), &job.call_id, job.stopped_at.is_some()) {
+                    return Err(AppError::Forbidden(
+                        "a job credential reaches only its own call's bot routes",
+                    ));
+                }
+                let user = live_user(state, call_jobs::BOT_USER_ID).await?;
+                return Ok(CurrentUser {
+                    user,
+                    via: AuthVia::CallJob {
+                        job_id: job.id,
+                        call_id: job.call_id,
+                    },
+                });
+            }
             if token.starts_with(PAT_PREFIX) {
                 let t = sessions::token_by_hash(&state.db, &hash_secret(token))
                     .await?
@@ -139,6 +174,24 @@ impl FromRequestParts<AppState> for CurrentUser {
             via: AuthVia::Cookie { session_id: s.id },
         })
     }
+}
+
+/// How long after its job stopped a bot may still hand back results
+/// (composing and transcribing a long call takes a while).
+pub const RESULTS_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+/// The routes a job's bot credential reaches: its call's bot routes and
+/// the WebSocket (for negotiation) while the job runs; only handing back
+/// results once it stopped. `path` may or may not carry `/api/v1`.
+pub fn job_route(path: &str, call_id: &str, stopped: bool) -> bool {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    if path == format!("/calls/{call_id}/results") {
+        return true;
+    }
+    !stopped
+        && (path == "/websocket"
+            || path == format!("/calls/{call_id}/bot")
+            || path == format!("/calls/{call_id}/captions"))
 }
 
 async fn live_session(
@@ -186,6 +239,11 @@ pub async fn still_valid(state: &AppState, user: &CurrentUser) -> Result<bool, A
         AuthVia::AccessToken { token_id } => sessions::token_revoked(&state.db, token_id)
             .await?
             .is_some_and(|revoked| !revoked),
+        AuthVia::CallJob { job_id, .. } => match call_jobs::get(&state.db, job_id).await {
+            Ok(j) => j.stopped_at.is_none(),
+            Err(crate::db::DbError::NotFound) => false,
+            Err(e) => return Err(e.into()),
+        },
     };
     if !credential {
         return Ok(false);

@@ -16,3 +16,5 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Prefix of personal access tokens, so they are recognisable in configs
 /// and secret scanners, and told apart from session tokens.
 pub const PAT_PREFIX: &str = "enp_";
+/// Prefix of a job bot's credential: good for one call's bot routes only.
+pub const JOB_TOKEN_PREFIX: &str = "enj_";

@@ -17,6 +17,15 @@ pub struct CallsConfig {
     /// How often each node looks for rings that timed out and
     /// participants that did not come back.
     pub sweep_ms: u64,
+    /// The offloader that records, transcribes and captions calls
+    /// (`http://host:port`); empty: calls cannot be recorded.
+    pub offloader_url: String,
+    /// The offloader's API key (its `api_key`).
+    pub offloader_api_key: String,
+    /// How the offloader's bots reach this control plane
+    /// (`http://host:port`, the address clients use or an internal one).
+    /// Empty: the listen address.
+    pub bot_url: String,
 }
 
 impl Default for CallsConfig {
@@ -27,6 +36,9 @@ impl Default for CallsConfig {
             reconnect_grace_secs: 15,
             reactions_per_minute: 30,
             sweep_ms: 1000,
+            offloader_url: String::new(),
+            offloader_api_key: String::new(),
+            bot_url: String::new(),
         }
     }
 }
@@ -44,6 +56,13 @@ impl CallsConfig {
         }
         if self.reactions_per_minute == 0 {
             errors.push("calls.reactions_per_minute must be at least 1".into());
+        }
+        let url = self.offloader_url.trim_end_matches('/');
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            errors.push("calls.offloader_url must be an http:// or https:// URL".into());
+        }
+        if !url.is_empty() && self.offloader_api_key.is_empty() {
+            errors.push("calls.offloader_api_key must be set with calls.offloader_url".into());
         }
         if !(50..=60_000).contains(&self.sweep_ms) {
             errors.push("calls.sweep_ms must be between 50 and 60000".into());

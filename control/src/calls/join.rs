@@ -34,6 +34,7 @@ pub async fn join(
         session_id: &session_id,
         owner: &state.node_instance,
         max_participants,
+        bot: false,
         now: state.clock.now_ms(),
     };
     let mut joined = None;
@@ -100,6 +101,44 @@ pub async fn join(
     })
 }
 
+/// What rtcd lets a session do: a bot only receives.
+pub fn permissions_of(p: &signaling::call::Participant) -> Permissions {
+    if p.bot {
+        Permissions::RECEIVE_ONLY
+    } else {
+        Permissions::PARTICIPANT
+    }
+}
+
+/// A job's bot joins the running call `call`, receive-only. It never
+/// starts a call: a recording of a call nobody is in has nothing to hold.
+pub async fn join_bot(
+    state: &AppState,
+    user_id: &str,
+    call: &calls::CallRow,
+) -> Result<JoinInfo, AppError> {
+    let session_id: SessionId = fresh_id(SessionId::new);
+    let joining = Joining {
+        user_id,
+        session_id: &session_id,
+        owner: &state.node_instance,
+        max_participants: state.config.calls.max_participants,
+        bot: true,
+        now: state.clock.now_ms(),
+    };
+    let joined = calls::join(&state.db, call.id.as_str(), &joining)
+        .await
+        .map_err(refusal)?;
+    state.announce();
+    add_on_node(state, &joined).await?;
+    Ok(JoinInfo {
+        call_id: joined.call.id.clone(),
+        session_id,
+        ice_servers: Vec::new(),
+        call: Some(joined.info),
+    })
+}
+
 /// Adds the new session on the call's node with the state it joined with
 /// (camera and screen off until the client turns them on). If the node
 /// refuses, the session leaves again.
@@ -113,7 +152,7 @@ async fn add_on_node(state: &AppState, joined: &Joined) -> Result<(), AppError> 
             ToRtcd::AddSession {
                 call_id: joined.call.id.clone(),
                 session_id: p.session_id.clone(),
-                permissions: Permissions::PARTICIPANT,
+                permissions: permissions_of(p),
                 request: None,
             },
         )
@@ -155,6 +194,7 @@ async fn add_on_node(state: &AppState, joined: &Joined) -> Result<(), AppError> 
 pub fn end_on_node(state: &AppState, left: &Left) {
     if let Some(call) = &left.ended {
         state.calls.forget_call(&call.id);
+        tokio::spawn(super::jobs::call_ended(state.clone(), call.id.clone()));
         if let Err(e) = state.nodes.send(
             &call.node,
             ToRtcd::EndCall {

@@ -5,7 +5,6 @@
 
 use signaling::call::ClientSignal;
 use signaling::ids::{CallId, SessionId};
-use signaling::media::Permissions;
 use signaling::rtcd::ToRtcd;
 
 use super::LocalSession;
@@ -111,7 +110,7 @@ pub async fn client_signal(
                         ToRtcd::AddSession {
                             call_id: call_id.clone(),
                             session_id: session_id.clone(),
-                            permissions: Permissions::PARTICIPANT,
+                            permissions: super::join::permissions_of(&s.participant),
                             request: None,
                         },
                     )

@@ -86,6 +86,7 @@ fn session_row(row: &AnyRow) -> DbResult<SessionRow> {
             screen: flag("screen")?,
             hand_raised: flag("hand_raised")?,
             connected: flag("connected")?,
+            bot: flag("bot")?,
         },
         call_id: CallId::new(row.try_get::<String, _>("call_id")?).map_err(bad_id)?,
         owner: row.try_get("owner")?,
@@ -97,7 +98,7 @@ fn session_row(row: &AnyRow) -> DbResult<SessionRow> {
 
 const CALL_COLUMNS: &str =
     "id, channel_id, post_id, started_by, started_at, ended_at, node, recording";
-const SESSION_COLUMNS: &str = "id, call_id, user_id, owner, joined_at, left_at, leave_reason, host, muted, camera, screen, hand_raised, connected, media_lost_at";
+const SESSION_COLUMNS: &str = "id, call_id, user_id, owner, joined_at, left_at, leave_reason, host, muted, camera, screen, hand_raised, connected, media_lost_at, bot";
 
 async fn call_in(conn: &mut AnyConnection, id: &str) -> DbResult<CallRow> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -157,6 +158,32 @@ async fn live_in(conn: &mut AnyConnection, call_id: &str) -> DbResult<Vec<Sessio
 /// The live sessions of a call, in the order they joined.
 pub async fn live_sessions(db: &Db, call_id: &str) -> DbResult<Vec<SessionRow>> {
     live_in(&mut *db.pool.acquire().await?, call_id).await
+}
+
+/// Display names (the username when none is set) of everyone who has
+/// been in the call.
+pub async fn participant_names(
+    db: &Db,
+    call_id: &str,
+) -> DbResult<std::collections::BTreeMap<String, String>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT u.id, u.username, u.display_name FROM call_sessions s
+         JOIN users u ON u.id = s.user_id WHERE s.call_id = $1",
+    )
+    .bind(call_id)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.try_get("display_name")?;
+            let name = if name.is_empty() {
+                r.try_get("username")?
+            } else {
+                name
+            };
+            Ok((r.try_get("id")?, name))
+        })
+        .collect()
 }
 
 /// Users with a live session in the call (the audience of its ephemeral
@@ -236,6 +263,8 @@ pub struct Joining<'a> {
     /// This control node instance: it adds the session on rtcd.
     pub owner: &'a str,
     pub max_participants: u32,
+    /// A receive-only bot (recorder, captioner) rather than a person.
+    pub bot: bool,
     pub now: i64,
 }
 
@@ -265,24 +294,26 @@ async fn join_in(
         return Err(DbError::Conflict("removed_from_call"));
     }
     let live = live_in(conn, call.id.as_str()).await?;
-    if live.len() as u64 >= u64::from(j.max_participants) {
+    let people = live.iter().filter(|s| !s.participant.bot).count();
+    if !j.bot && people as u64 >= u64::from(j.max_participants) {
         return Err(DbError::Conflict("call_full"));
     }
     let p = Participant {
         session_id: j.session_id.clone(),
         user_id: j.user_id.to_owned(),
         joined_at: j.now,
-        // The first one in (the starter) hosts.
-        host: live.is_empty(),
+        // The first person in (the starter) hosts.
+        host: !j.bot && people == 0,
         muted: false,
         camera: false,
         screen: false,
         hand_raised: false,
         connected: false,
+        bot: j.bot,
     };
     sqlx::query(
-        "INSERT INTO call_sessions (id, call_id, user_id, owner, joined_at, host)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO call_sessions (id, call_id, user_id, owner, joined_at, host, bot)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(p.session_id.as_str())
     .bind(call.id.as_str())
@@ -290,9 +321,14 @@ async fn join_in(
     .bind(j.owner)
     .bind(j.now)
     .bind(i64::from(p.host))
+    .bind(i64::from(p.bot))
     .execute(&mut *conn)
     .await?;
-    end_ring(conn, backend, call, j.user_id, RingEnd::Joined, j.now).await?;
+    if j.bot {
+        set_recording(conn, call.id.as_str(), true).await?;
+    } else {
+        end_ring(conn, backend, call, j.user_id, RingEnd::Joined, j.now).await?;
+    }
     emit(
         conn,
         backend,
@@ -306,6 +342,16 @@ async fn join_in(
     )
     .await?;
     Ok(p)
+}
+
+/// Whether a bot records the call (shown to clients as `recording`).
+async fn set_recording(conn: &mut AnyConnection, call_id: &str, on: bool) -> DbResult<()> {
+    sqlx::query("UPDATE calls SET recording = $2 WHERE id = $1")
+        .bind(call_id)
+        .bind(i64::from(on))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Joins the running call `call_id`.
@@ -551,12 +597,22 @@ pub async fn leave(
     for s in &going {
         close_session(&mut tx, db.backend, &call, s, reason, now).await?;
     }
-    let ended = if staying.is_empty() {
-        finish_in(&mut tx, db.backend, &call, &[], None, now).await?;
+    if going.iter().any(|s| s.participant.bot) && !staying.iter().any(|s| s.participant.bot) {
+        set_recording(&mut tx, call_id, false).await?;
+    }
+    // Bots do not keep a call alive: the last person out ends it.
+    let people: Vec<&SessionRow> = staying.iter().filter(|s| !s.participant.bot).collect();
+    let ended = if people.is_empty() {
+        let bots: Vec<SessionRow> = staying
+            .iter()
+            .filter(|s| s.participant.bot)
+            .cloned()
+            .collect();
+        finish_in(&mut tx, db.backend, &call, &bots, None, now).await?;
         Some(call_in(&mut tx, call_id).await?)
     } else {
-        if !staying.iter().any(|s| s.participant.host) {
-            let mut heir = staying[0].participant.clone();
+        if !people.iter().any(|s| s.participant.host) {
+            let mut heir = people[0].participant.clone();
             heir.host = true;
             sqlx::query("UPDATE call_sessions SET host = 1 WHERE id = $1")
                 .bind(heir.session_id.as_str())
@@ -651,7 +707,7 @@ async fn finish_in(
         .await?;
     let names = sqlx::query(
         "SELECT u.username, MIN(s.joined_at) AS first FROM call_sessions s
-         JOIN users u ON u.id = s.user_id WHERE s.call_id = $1
+         JOIN users u ON u.id = s.user_id WHERE s.call_id = $1 AND s.bot = 0
          GROUP BY u.username ORDER BY first, u.username",
     )
     .bind(call.id.as_str())

@@ -18,6 +18,7 @@
 //! [`presence`].
 
 pub mod bots;
+pub mod call_jobs;
 pub mod calls;
 pub mod channels;
 pub mod events;
@@ -112,6 +113,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "calls",
         include_str!("../../migrations/postgres/0009_calls.sql"),
     ),
+    (
+        10,
+        "call_jobs",
+        include_str!("../../migrations/postgres/0010_call_jobs.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -143,6 +149,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "calls",
         include_str!("../../migrations/sqlite/0009_calls.sql"),
+    ),
+    (
+        10,
+        "call_jobs",
+        include_str!("../../migrations/sqlite/0010_call_jobs.sql"),
     ),
 ];
 
