@@ -23,7 +23,9 @@
 //! Jobs run through [`service::serve`] (in-process workers behind the job
 //! API) or [`service::run_one`] (one job per process, a Kubernetes Job).
 
+pub mod bot;
 pub mod model;
 pub mod record;
 pub mod service;
 pub mod transcribe;
+pub mod work;
