@@ -6,10 +6,12 @@
 //! - [`browser`]: headless Chromium scenarios (`tests/browser/run.mjs`) and
 //!   a reference WHIP/WHEP server;
 //! - [`ports`] and [`wait`]: free ports and bounded readiness waits;
-//! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain.
+//! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain;
+//! - [`offloader_proc`]: the offloader as a process, to kill and restart.
 
 pub mod browser;
 pub mod netns;
+pub mod offloader_proc;
 pub mod ports;
 pub mod rtcd_proc;
 pub mod wait;

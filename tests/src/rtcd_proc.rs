@@ -11,22 +11,29 @@ use anyhow::{Context, Result, bail};
 /// The `rtcd` binary: `RTCD_BIN`, or next to the running test's own
 /// executable (`target/<profile>/rtcd`). `cargo build -p rtcd` makes it.
 pub fn rtcd_binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("RTCD_BIN") {
+    workspace_binary("rtcd", "RTCD_BIN", "rtcd")
+}
+
+/// A binary of the workspace: `$env`, or next to the running test's own
+/// executable (`target/<profile>/<name>`), which `cargo test --workspace`
+/// builds; `cargo build -p <package>` makes it otherwise.
+pub fn workspace_binary(name: &str, env: &str, package: &str) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            bail!("RTCD_BIN={} is not a file", p.display())
+            bail!("{env}={} is not a file", p.display())
         };
     }
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("the test executable's folder")?;
-    [dir.join("rtcd"), dir.join("../rtcd")]
+    [dir.join(name), dir.join("..").join(name)]
         .into_iter()
         .find(|p| p.is_file())
-        .context(
-            "no rtcd binary next to the tests: run `cargo build -p rtcd` first or set RTCD_BIN",
-        )
+        .with_context(|| {
+            format!("no {name} binary next to the tests: run `cargo build -p {package}` first or set {env}")
+        })
 }
 
 /// A running rtcd process, killed when dropped.

@@ -160,6 +160,8 @@ pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body as sent (for downloads).
+    pub bytes: axum::body::Bytes,
 }
 
 impl Resp {
@@ -237,6 +239,7 @@ impl TestApp {
             status,
             headers,
             body,
+            bytes,
         }
     }
 
@@ -356,6 +359,12 @@ pub struct Server {
 impl Server {
     pub async fn start(state: control::AppState) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::start_on(listener, state).await
+    }
+
+    /// On a listener bound beforehand (its address was needed in the
+    /// configuration).
+    pub async fn start_on(listener: tokio::net::TcpListener, state: control::AppState) -> Server {
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(control::run(listener, state, async move {

@@ -168,6 +168,11 @@ impl Peer {
     /// Sends audio packet `n` (loud, with voice activity). False until the
     /// outgoing stream exists.
     pub fn send_audio(&self, n: u32) -> bool {
+        self.send_opus(n, vec![0xf8, 0xff, 0xfe, (n & 0xff) as u8])
+    }
+
+    /// Sends `payload` (one 20 ms Opus frame) as audio packet `n`.
+    pub fn send_opus(&self, n: u32, payload: Vec<u8>) -> bool {
         let mut st = self.shared.lock();
         let Some(mid) = st.audio_out else {
             return false;
@@ -191,7 +196,6 @@ impl Peer {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return false;
             };
-            let payload = vec![0xf8, 0xff, 0xfe, (n & 0xff) as u8];
             tx.write_rtp(
                 RtpWrite::new(pt, u64::from(1000 + n).into(), 960 * n, now, payload)
                     .marker(true)
