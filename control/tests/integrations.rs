@@ -863,7 +863,15 @@ async fn outgoing_survives_a_restart(app: TestApp) {
     app.clock.advance_ms(1000);
     let worker = tokio::spawn(control::delivery::run(node2.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while outbox::counts(&app.state.db).await.unwrap() != (0, 1, 0) {
+    // The row is marked done just before the metric counts it: wait for both.
+    let delivered_ok = || {
+        node2
+            .metrics
+            .webhook_deliveries
+            .with_label_values(&["ok"])
+            .get()
+    };
+    while outbox::counts(&app.state.db).await.unwrap() != (0, 1, 0) || delivered_ok() == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not delivered after the restart"
