@@ -30,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The first bytes of every segment file.
@@ -320,69 +320,114 @@ pub fn read_capture(dir: &Path) -> Result<Capture, CaptureError> {
     let mut cap = Capture::default();
     let mut index: HashMap<u32, usize> = HashMap::new();
     for (n, path) in segment_paths(dir)? {
-        let bytes = fs::read(&path).map_err(|e| io(&path, e))?;
         cap.segments += 1;
-        read_segment(&path, n, &bytes, &mut cap, &mut index)?;
+        read_segment(&path, n, &mut cap, &mut index).map_err(|e| match e {
+            SegmentError::Io(e) => io(&path, e),
+            SegmentError::BadMagic => CaptureError::BadMagic {
+                segment: path.clone(),
+            },
+            SegmentError::Corrupt(offset, what) => CaptureError::Corrupt {
+                segment: path.clone(),
+                offset,
+                what,
+            },
+        })?;
     }
     Ok(cap)
 }
 
+enum SegmentError {
+    Io(std::io::Error),
+    BadMagic,
+    Corrupt(u64, String),
+}
+
+impl From<std::io::Error> for SegmentError {
+    fn from(e: std::io::Error) -> Self {
+        SegmentError::Io(e)
+    }
+}
+
+/// Reads one segment record by record, so a long segment is never held
+/// whole in memory next to the frames taken from it.
 fn read_segment(
     path: &Path,
     segment: u32,
-    bytes: &[u8],
     cap: &mut Capture,
     index: &mut HashMap<u32, usize>,
-) -> Result<(), CaptureError> {
-    if bytes.len() < MAGIC.len() {
+) -> Result<(), SegmentError> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    if size < MAGIC.len() as u64 {
         // A crash right after creating the file: nothing was in it.
-        cap.torn_records += u32::from(!bytes.is_empty());
+        cap.torn_records += u32::from(size > 0);
         return Ok(());
     }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(CaptureError::BadMagic {
-            segment: path.to_owned(),
-        });
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(SegmentError::BadMagic);
     }
-    let corrupt = |offset: usize, what: String| CaptureError::Corrupt {
-        segment: path.to_owned(),
-        offset: offset as u64,
-        what,
-    };
-    let mut off = MAGIC.len();
-    while off < bytes.len() {
-        let rest = &bytes[off..];
-        if rest.len() < 4 {
+    let mut off = MAGIC.len() as u64;
+    let mut buf = Vec::new();
+    while off < size {
+        let rest = size - off;
+        if rest < 4 {
             cap.torn_records += 1;
             break;
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let mut head = [0u8; 4];
+        r.read_exact(&mut head)?;
+        let len = u32::from_le_bytes(head);
         if len == 0 || len > MAX_RECORD {
-            if rest.iter().all(|&b| b == 0) {
+            if head == [0; 4] && rest_is_zero(&mut r)? {
                 // A zero-filled tail left by the file system after a crash.
                 cap.torn_records += 1;
                 break;
             }
-            return Err(corrupt(off, format!("record length {len} out of range")));
+            return Err(SegmentError::Corrupt(
+                off,
+                format!("record length {len} out of range"),
+            ));
         }
-        let end = 4 + len as usize + 4;
-        if rest.len() < end {
+        let end = 4 + u64::from(len) + 4;
+        if rest < end {
             cap.torn_records += 1;
             break;
         }
-        let body = &rest[4..4 + len as usize];
-        let want = u32::from_le_bytes([rest[end - 4], rest[end - 3], rest[end - 2], rest[end - 1]]);
+        buf.resize(len as usize + 4, 0);
+        r.read_exact(&mut buf)?;
+        let (body, crc) = buf.split_at(len as usize);
+        let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if crc32fast::hash(body) != want {
-            if rest.len() == end || rest[end..].iter().all(|&b| b == 0) {
+            if rest == end || rest_is_zero(&mut r)? {
                 cap.torn_records += 1;
                 break;
             }
-            return Err(corrupt(off, "record checksum mismatch".into()));
+            return Err(SegmentError::Corrupt(
+                off,
+                "record checksum mismatch".into(),
+            ));
         }
-        apply(body, segment, cap, index).map_err(|what| corrupt(off, what))?;
+        apply(body, segment, cap, index).map_err(|what| SegmentError::Corrupt(off, what))?;
         off += end;
     }
     Ok(())
+}
+
+/// Whether everything left to read is zero bytes.
+fn rest_is_zero(r: &mut impl Read) -> Result<bool, std::io::Error> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 fn apply(
