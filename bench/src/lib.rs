@@ -19,6 +19,9 @@
 //! [`chat`] loads control instead: WebSocket clients in channels, posts
 //! over REST, delivery delay and exactly-once, in-order delivery.
 //!
+//! [`record`] measures offloader's recordings: CPU-seconds per recorded
+//! minute, audio-only and composed.
+//!
 //! Entry points: [`scenario::run`] for one scenario, [`chat::run`] for a
 //! chat run, the `bench` binary for the CLI.
 
@@ -30,6 +33,7 @@ pub mod netns;
 pub mod payload;
 pub mod plot;
 pub mod procstat;
+pub mod record;
 pub mod report;
 pub mod scenario;
 pub mod sfu;

@@ -6,6 +6,7 @@
 //! bench compare-self --scenario large-call --participants 300
 //! bench compare --scenario large-call-screen --participants 300   # rtcd vs Janus
 //! bench chat --clients 10000 --posts-per-sec 1000 --channel-members 10 --duration 30
+//! bench record --minutes 1 --speakers 3   # recording cost, CPU-s per recorded minute
 //! ```
 
 use std::io::Write as _;
@@ -41,6 +42,35 @@ enum Command {
     /// Load control's chat: N WebSocket clients in channels of K members,
     /// M posts a second; delivery delay, throughput, CPU and memory.
     Chat(ChatArgs),
+    /// Recording cost: a synthetic call (speakers with cameras, a screen
+    /// share) captured as offloader's bot would, then recorded audio-only
+    /// and composed (WebM, MP4); CPU-seconds per recorded minute.
+    Record(RecordArgs),
+}
+
+#[derive(Args, Clone)]
+struct RecordArgs {
+    /// Length of the recorded call.
+    #[arg(long, default_value_t = 1.0)]
+    minutes: f64,
+    /// Speakers, each with a camera (there is one screen share as well).
+    #[arg(long, default_value_t = 3)]
+    speakers: usize,
+    /// Camera size and rate as captured, WxH@FPS.
+    #[arg(long, default_value = "640x360@15")]
+    camera: String,
+    /// Screen share size and rate as captured, WxH@FPS.
+    #[arg(long, default_value = "1280x720@5")]
+    screen: String,
+    /// Composed output: low (360p), standard (720p) or high (1080p).
+    #[arg(long, default_value = "standard")]
+    profile: String,
+    /// Where the capture, the recordings and the JSON report go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Append a dated section with the figures to this Markdown file.
+    #[arg(long)]
+    results: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -195,6 +225,7 @@ fn main() -> ExitCode {
             }
         }),
         Command::Chat(a) => cmd_chat(a, command_line),
+        Command::Record(a) => cmd_record(a, command_line),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -651,4 +682,53 @@ fn append_chat_results(
         .open(path)?;
     f.write_all(s.as_bytes())?;
     Ok(())
+}
+
+fn cmd_record(a: RecordArgs, command: String) -> anyhow::Result<bool> {
+    use bench::record::{RecordOptions, markdown, run};
+    use signaling::jobs::QualityProfile;
+    let size = |s: &str| -> anyhow::Result<(u32, u32, u32)> {
+        let bad = || anyhow::anyhow!("{s}: want WxH@FPS, e.g. 640x360@15");
+        let (wh, fps) = s.split_once('@').ok_or_else(bad)?;
+        let (w, h) = wh.split_once('x').ok_or_else(bad)?;
+        let v = (w.parse()?, h.parse()?, fps.parse()?);
+        anyhow::ensure!(
+            v.0 >= 16 && v.1 >= 16 && v.2 >= 1 && v.0 % 2 == 0 && v.1 % 2 == 0,
+            bad()
+        );
+        Ok(v)
+    };
+    let profile = match a.profile.as_str() {
+        "low" => QualityProfile::Low,
+        "standard" => QualityProfile::Standard,
+        "high" => QualityProfile::High,
+        p => anyhow::bail!("--profile {p}: want low, standard or high"),
+    };
+    anyhow::ensure!(
+        a.minutes > 0.0 && a.speakers >= 1,
+        "--minutes and --speakers must be positive"
+    );
+    let o = RecordOptions {
+        minutes: a.minutes,
+        speakers: a.speakers,
+        camera: size(&a.camera)?,
+        screen: size(&a.screen)?,
+        profile,
+        out: a.out.clone(),
+    };
+    let r = run(&o)?;
+    let when = bench::scenario::now_utc();
+    let md = markdown(&r, &when);
+    println!("{md}");
+    let json = a.out.join("record.json");
+    std::fs::write(&json, serde_json::to_vec_pretty(&r)?)?;
+    println!("  file: {}\n", json.display());
+    if let Some(path) = &a.results {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        write!(f, "\n{}\n- command: `{command}`\n", md)?;
+    }
+    Ok(true)
 }
