@@ -8,6 +8,7 @@ import { showLogin } from './login.js';
 import { Sidebar } from './sidebar.js';
 import { ChannelView } from './posts.js';
 import { Calls } from './call.js';
+import { Reviewer } from './review.js';
 
 const root = document.getElementById('root');
 
@@ -22,6 +23,7 @@ const app = {
   sidebar: null,
   view: null,
   calls: null,
+  review: null,
 };
 // Read-only introspection for the browser tests and for support: what the
 // page is showing, never a way to act.
@@ -76,6 +78,7 @@ async function start(me) {
   app.sidebar = new Sidebar(sidebarEl, app);
   app.view = new ChannelView(app, { main, thread });
   app.calls = new Calls(app);
+  app.review = new Reviewer(app, main);
 
   function toggleNav(open = !document.body.classList.contains('nav-open')) {
     document.body.classList.toggle('nav-open', open);
@@ -119,6 +122,15 @@ async function reload() {
 
 async function route() {
   const hash = decodeURIComponent(location.hash);
+  app.review.close();
+  const review = hash.match(/^#\/review\/([A-Za-z0-9_-]+)(?:\?t=(\d+(?:\.\d+)?))?$/);
+  if (review) {
+    app.current = null;
+    app.view.detach();
+    await app.sidebar.render();
+    await app.review.open(review[1], Number(review[2] ?? 0));
+    return;
+  }
   const search = hash.match(/^#\/search\/(.+)$/);
   if (search) {
     app.current = null;

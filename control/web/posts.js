@@ -2,7 +2,8 @@
 // with attachments, reactions, the thread panel, and search results.
 
 import { api, get, post, put, del, enc, userName } from './api.js';
-import { h, replace, time, announce, menu } from './dom.js';
+import { h, replace, time, announce, menu, duration } from './dom.js';
+import { reviewable, lineFor, RECORDER_USER_ID } from './review.js';
 
 export const EMOJI = { '+1': '👍', heart: '❤️', smile: '😄', tada: '🎉', eyes: '👀', thinking: '🤔' };
 const glyph = (name) => EMOJI[name] ?? `:${name}:`;
@@ -124,6 +125,7 @@ export class ChannelView {
       !p.deleted && h('div', { class: 'actions' },
         menu(h('button', { type: 'button', class: 'icon', 'aria-label': 'Add a reaction' }, '☺+'),
           Object.keys(EMOJI).map((name) => ({ label: `${glyph(name)} ${name}`, run: () => this.toggleReaction(p.id, name, true) }))),
+        reviewable(p) && h('a', { class: 'button review', href: `#/review/${p.id}` }, '▶ Review'),
         !p.root_id && !inThread && h('button', { type: 'button', class: 'reply', onclick: () => this.openThread(p.id) },
           p.reply_count ? `${p.reply_count} ${p.reply_count === 1 ? 'reply' : 'replies'}` : 'Reply'),
       ),
@@ -344,9 +346,14 @@ export class ChannelView {
 
   // ---- search ----
 
-  async search(q) {
+  // The main area goes to another view (search, the reviewer).
+  detach() {
     this.channel = null;
     this.closeThread();
+  }
+
+  async search(q) {
+    this.detach();
     const results = h('ol', { class: 'results', 'aria-label': 'Results' });
     replace(this.main, h('header', { class: 'channel-header' }, h('h1', { id: 'channel-title' }, `Search: ${q}`)), results);
     const tz = -new Date().getTimezoneOffset() * 60;
@@ -356,9 +363,13 @@ export class ChannelView {
         get(`/search/files?q=${enc(q)}&time_zone_offset=${tz}`).catch(() => ({ results: [] })),
       ]);
       for (const r of posts.results) {
+        // A transcript's line opens the recording at the time it was said.
+        const line = r.post.user_id === RECORDER_USER_ID ? lineFor(r.post.message, q) : null;
         results.append(h('li', { class: 'result' },
           h('a', { href: `#/c/${r.post.channel_id}` }, r.channel?.display_name || r.channel?.name || 'channel'),
           ' · ', h('strong', {}, await userName(r.post.user_id)), ' · ', time(r.post.created_at),
+          line && [' · ', h('a', { class: 'at-time', href: `#/review/${r.post.id}?t=${line.seconds}` },
+            `▶ Play at ${duration(line.seconds * 1000)}: ${line.speaker}: ${line.text}`)],
           h('p', {}, r.post.message)));
       }
       for (const r of files.results ?? []) {
