@@ -48,6 +48,9 @@ static ASSETS: &[Asset] = &[
     asset!("call.js", JS),
     asset!("callview.js", JS),
     asset!("media.js", JS),
+    asset!("captions.js", JS),
+    asset!("review.js", JS),
+    asset!("vtt.js", JS),
 ];
 
 fn find(name: &str) -> Option<&'static Asset> {

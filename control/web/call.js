@@ -155,6 +155,7 @@ export class Calls {
     if (msg.type === 'call_signal' && msg.session_id === a.sessionId) a.onSignal(msg.signal);
     else if (msg.type === 'call_voice') this.view.speaking(msg.session_id, msg.speaking);
     else if (msg.type === 'call_reaction') this.view.reaction(msg.session_id, msg.emoji);
+    else if (msg.type === 'call_caption') this.view.caption(msg);
   }
 
   onError(msg) {
@@ -174,6 +175,10 @@ export class CallSession {
     this.recording = join.call?.recording ?? false;
     this.postId = join.call?.post_id ?? null;
     this.participants = new Map((join.call?.participants ?? []).map((p) => [p.session_id, p]));
+    // The jobs a host here believes run. Control tells every client only
+    // that a bot is in the call (`recording`), not which job it serves, so
+    // a refusal (already_running, not_running) corrects this.
+    this.jobs = { recording: this.recorded, captions: false };
     this.local = { microphone: null, camera: null, screen: null };
     this.remote = new Map(); // publisher session -> { source -> MediaStream }
     this.mids = new Map(); // mid -> { session, source }
@@ -191,6 +196,30 @@ export class CallSession {
 
   get isHost() {
     return this.me?.host === true;
+  }
+
+  // A bot in the call records it (or captions it): everyone is told.
+  get recorded() {
+    return [...this.participants.values()].some((p) => p.bot);
+  }
+
+  /** A host starts (`on`) or stops a job of `kind` (recording, captions). */
+  async job(kind, on) {
+    const base = `/calls/${enc(this.callId)}/jobs`;
+    // A recording comes with its transcript: the reviewer needs both.
+    const spec = kind === 'recording' ? { kind, format: 'webm', transcribe: true } : { kind };
+    const what = kind === 'recording' ? 'Recording' : 'Captions';
+    try {
+      if (on) await post(base, { job: spec });
+      else await post(`${base}/${enc(kind)}/stop`);
+      this.jobs[kind] = on;
+      announce(on ? `${what} starting…` : `${what} stopping.`);
+    } catch (e) {
+      if (e.code === 'already_running') this.jobs[kind] = true;
+      else if (e.code === 'not_running') this.jobs[kind] = false;
+      this.view.notice(`${what} ${on ? 'did not start' : 'did not stop'}: ${e.message}`);
+    }
+    this.view.renderControls();
   }
 
   async start() {
@@ -480,7 +509,15 @@ export class CallSession {
   participantChanged(p, joined) {
     const before = this.participants.get(p.session_id);
     this.participants.set(p.session_id, p);
-    if (p.session_id === this.sessionId) {
+    if (p.bot) {
+      this.view.setRecording(true);
+      if (joined) {
+        // Unless this page just asked for captions, a new bot records.
+        if (!this.jobs.captions) this.jobs.recording = true;
+        this.view.renderControls();
+        announce('This call is being recorded.');
+      }
+    } else if (p.session_id === this.sessionId) {
       // A host muted me or stopped my share: follow what rtcd enforces.
       if (p.muted && this.local.microphone) this.local.microphone.enabled = false;
       if (!p.screen && before?.screen && this.local.screen) this.stopScreenLocally();
@@ -499,9 +536,18 @@ export class CallSession {
       this.calls.ended(this, why[reason] ?? null);
       return;
     }
+    const wasBot = this.participants.get(session)?.bot;
     this.participants.delete(session);
     this.remote.delete(session);
     this.view.removeTile(session);
+    if (wasBot) {
+      this.view.setRecording(this.recorded);
+      if (!this.recorded) {
+        this.jobs = { recording: false, captions: false };
+        this.view.renderControls();
+        announce('The recording stopped.');
+      }
+    }
   }
 
   teardown() {

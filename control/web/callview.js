@@ -5,6 +5,7 @@
 import { h, replace, announce, menu } from './dom.js';
 import { userName } from './api.js';
 import { devices } from './media.js';
+import { LiveCaptions } from './captions.js';
 
 const REACTIONS = { '+1': '👍', clap: '👏', heart: '❤️', laughing: '😆', tada: '🎉', raised_hands: '🙌' };
 const REACTION_SHOWN_MS = 4000;
@@ -39,9 +40,10 @@ export class CallView {
     // A message about the last call (ended, removed) stays above the banner.
     const message = slot.querySelector('.call-ended');
     if (running && !here) {
-      const n = running.participants?.length ?? 0;
+      // The recorder is no person: it shows as "recording", not in the count.
+    const n = running.participants?.filter((p) => !p.bot).length ?? 0;
       replace(slot, message, h('div', { class: 'call-banner', role: 'region', 'aria-label': 'Call in this channel' },
-        h('span', {}, `A call is running · ${n} ${n === 1 ? 'person' : 'people'}`),
+        h('span', {}, `A call is running · ${n} ${n === 1 ? 'person' : 'people'}${running.participants?.some((p) => p.bot) ? ' · ● recording' : ''}`),
         h('button', { type: 'button', class: 'primary', onclick: () => this.calls.join(channel.id) }, 'Join')));
     } else replace(slot, message);
   }
@@ -91,8 +93,9 @@ export class CallView {
     this.controls = h('div', { class: 'call-controls', role: 'toolbar', 'aria-label': 'Call controls' });
     this.status = h('p', { class: 'call-status' });
     this.qualityEl = h('span', { class: 'quality', id: 'call-quality', role: 'status' }, 'Connecting…');
-    this.captions = h('div', { class: 'captions', 'aria-live': 'polite', 'aria-label': 'Live captions', hidden: true });
-    this.recording = h('span', { class: 'recording', role: 'status', hidden: !session.recording }, '● Recording');
+    this.captions = h('div', { class: 'captions', id: 'call-captions', 'aria-live': 'polite', 'aria-label': 'Live captions', hidden: true });
+    this.liveCaptions = new LiveCaptions(this.captions);
+    this.recording = h('span', { class: 'recording', id: 'call-recording', role: 'status', hidden: !session.recorded }, '● Recording');
     this.failure = h('div', { class: 'call-failure', role: 'alert', hidden: true });
     replace(area,
       h('div', { class: 'call-head' },
@@ -146,8 +149,9 @@ export class CallView {
     if (!s || s.closed) return;
     const p = s.participants.get(id);
     const mine = id === s.sessionId;
-    // Tracks rtcd stops after someone left must not bring their tile back.
-    if (!p && !mine) {
+    // Tracks rtcd stops after someone left must not bring their tile back;
+    // a bot (the recorder) is the recording indicator, never a tile.
+    if ((!p && !mine) || p?.bot) {
       this.removeTile(id);
       return;
     }
@@ -226,6 +230,8 @@ export class CallView {
       menu(h('button', { type: 'button', id: 'call-devices', 'aria-label': 'Devices' }, '⚙ Devices'), [
         { label: 'Choose microphone and camera…', run: () => this.devicePicker() },
       ]),
+      s.isHost && toggle('call-record', s.jobs.recording, 'Record the call', () => s.job('recording', !s.jobs.recording), s.jobs.recording ? '⏹ Stop recording' : '⏺ Record'),
+      s.isHost && toggle('call-captions-toggle', s.jobs.captions, 'Live captions', () => s.job('captions', !s.jobs.captions), s.jobs.captions ? '💬 Captions off' : '💬 Captions on'),
       s.isHost && menu(h('button', { type: 'button', id: 'call-host', 'aria-label': 'Host actions for everyone' }, '★ Host'), [
         { label: 'Mute everyone else', run: () => s.host('mute_others') },
         { label: 'End call for all', run: () => s.host('end') },
@@ -295,11 +301,9 @@ export class CallView {
     if (state !== 'connected' && this.qualityEl) this.qualityEl.textContent = `Media: ${state}`;
   }
 
-  // For the offloader's live captions: shown only while there is text.
-  caption(speaker, text) {
-    if (!this.captions) return;
-    this.captions.hidden = !text;
-    replace(this.captions, text ? [h('strong', {}, `${speaker}: `), text] : []);
+  // A live caption from the offloader's captioning bot.
+  caption(msg) {
+    this.liveCaptions?.add(msg);
   }
 
   setRecording(on) {
