@@ -23,6 +23,9 @@ export function reviewable(post) {
   return { media, vtt, audio: (media.mime_type ?? '').startsWith('audio/') || AUDIO_NAME.test(media.name) };
 }
 
+// A cue's start as the player shows it: whole seconds, not rounded up.
+const clock = (seconds) => duration(Math.floor(seconds) * 1000);
+
 const LINE = /^\[(\d{2,}):([0-5]\d):([0-5]\d)\]\s+([^:\n]+?):\s?(.*)$/;
 
 /** The "[hh:mm:ss] Name: text" lines of a transcript: `{ seconds, speaker, text }`. */
@@ -60,7 +63,7 @@ export class Reviewer {
 
   async open(postId, at) {
     this.close();
-    const status = h('p', { class: 'muted', role: 'status' }, 'Loading the recording…');
+    const status = h('p', { class: 'muted review-status', role: 'status' }, 'Loading the recording…');
     const back = h('a', { href: '#/', class: 'back' }, '← Back');
     const title = h('h1', { id: 'channel-title' }, 'Review');
     replace(this.main, h('header', { class: 'channel-header' }, back, title), status);
@@ -97,7 +100,7 @@ export class Reviewer {
     this.player = player;
     const list = h('ol', { class: 'cues', id: 'review-cues', 'aria-label': 'Transcript' }, cues.map((c, i) => h('li', {},
       h('button', { type: 'button', class: 'cue', dataset: { index: String(i), start: String(c.start) }, onclick: () => this.seek(c.start, true) },
-        h('time', {}, duration(c.start * 1000)),
+        h('time', {}, clock(c.start)),
         c.speaker && h('strong', { class: 'speaker' }, c.speaker),
         h('span', { class: 'text' }, c.text)))));
     let current = -1;
