@@ -9,7 +9,7 @@
 //
 // Flags override fields of the JSON file; with no file, flags alone do.
 // Scenarios: loopback, whip-whep, two-pages-relay, and the web client's
-// own (app.mjs: chat, call); see README.md here.
+// own (app.mjs: chat, call; recording.mjs: review, recording); see README.md here.
 // Exit code: 0 when the scenario ran through ("ok": true), 1 when it failed
 // (the JSON line then carries "error"), 2 on bad usage.
 //
@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { appScenarios } from './app.mjs';
+import { recordingScenarios } from './recording.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGES = path.join(HERE, 'pages');
@@ -254,9 +255,9 @@ const scenarios = {
 
 async function main() {
   const cfg = await parseArgs(process.argv.slice(2));
-  const own = appScenarios[cfg.scenario];
+  const own = appScenarios[cfg.scenario] ?? recordingScenarios[cfg.scenario];
   const run = own ?? scenarios[cfg.scenario];
-  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${[...Object.keys(scenarios), ...Object.keys(appScenarios)].join(', ')})`);
+  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${[...Object.keys(scenarios), ...Object.keys(appScenarios), ...Object.keys(recordingScenarios)].join(', ')})`);
 
   const started = Date.now();
   const result = { ok: false, scenario: cfg.scenario, error: null, elapsed_ms: null, sample_seconds: cfg.sample_seconds, trickle: cfg.trickle, screenshot: null };

@@ -13,6 +13,9 @@
 //!   receiving its audio; a screen share reaches the others; the host
 //!   removes one (who cannot rejoin) and ends the call, whose post then
 //!   shows the duration. A screenshot of the call is saved.
+//! - `review_recording`, `call_recording_captions` (browser_app/recording.rs):
+//!   the reviewer of a recording and its transcript, search into a
+//!   transcript, and a call's recording indicator, controls and captions.
 //!
 //! Skipped (ignored) without node, Chromium or tests/browser/node_modules,
 //! unless ENCLAVE_REQUIRE_BROWSER=1.
@@ -36,6 +39,9 @@ use tests::browser;
 use tests::netns;
 use tower::ServiceExt as _;
 
+#[path = "browser_app/recording.rs"]
+mod recording;
+
 type TestFn = fn() -> Result<(), Failed>;
 
 const PASSWORD: &str = "Correct-Horse-9-Battery";
@@ -58,10 +64,16 @@ fn main() {
             if required { "failing" } else { "skipping" }
         );
     }
-    let tests: [(&str, TestFn, &Option<String>); 3] = [
+    let tests: [(&str, TestFn, &Option<String>); 5] = [
         ("web_client_headers", web_client_headers, &no_netns),
         ("chat_two_users", chat_two_users, &no_browser),
         ("call_three_users", call_three_users, &no_browser),
+        ("review_recording", recording::review_recording, &no_browser),
+        (
+            "call_recording_captions",
+            recording::call_recording_captions,
+            &no_browser,
+        ),
     ];
     let trials = tests
         .into_iter()
