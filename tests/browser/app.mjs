@@ -143,7 +143,8 @@ export const appScenarios = {
 async function inbound(u) {
   return u.page.evaluate(async () => {
     const a = window.enclaveApp.calls.active;
-    if (!a) return null;
+    // Not yet connecting: the session opens its devices before its peer connection.
+    if (!a?.pc) return null;
     const bySession = await a.inbound();
     const users = {};
     for (const [sess, v] of Object.entries(bySession)) {
