@@ -156,11 +156,29 @@ export const recordingScenarios = {
     result.record_refused = (await a.page.locator('#call-notice').textContent())?.trim();
     result.record_pressed_after_refusal = await a.page.locator('#call-record').getAttribute('aria-pressed');
 
-    // 3. The recorder joins, as control announces it, through each page's
-    //    socket handler (no offloader runs here).
+    // 3. The recorder joins: with `bot_token`, through control's bot route
+    //    (control made the job); without, as control announces it, into
+    //    each page's socket handler.
     const bot = { session_id: 'test-recorder-session', user_id: 'calls-recorder', joined_at: Date.now(), bot: true, connected: true };
     const event = (p, ev) => p.page.evaluate((e) => window.enclaveApp.socket.onEvent(e), ev);
-    for (const p of people) await event(p, { type: 'call_joined', call_id: call.id, channel_id: call.channel, participant: bot });
+    const asBot = (path, body) => fetch(`${cfg.base}/api/v1/calls/${call.id}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${cfg.bot_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body ?? {}),
+    });
+    if (cfg.bot_token) {
+      for (const end = Date.now() + 15000; ;) {
+        const r = await asBot('/bot');
+        if (r.ok) {
+          bot.session_id = (await r.json()).session_id;
+          break;
+        }
+        if (Date.now() > end) throw new Error(`the bot could not join: ${r.status} ${await r.text()}`);
+        await sleep(300);
+      }
+    } else {
+      for (const p of people) await event(p, { type: 'call_joined', call_id: call.id, channel_id: call.channel, participant: bot });
+    }
     for (const p of people) await p.page.locator('#call-recording').waitFor({ state: 'visible', timeout: 10000 });
     result.recording_shown = true;
     await sleep(500);
@@ -177,7 +195,12 @@ export const recordingScenarios = {
     const caption = (sess, uid, text, start) => ({ type: 'call_caption', call_id: call.id, session_id: sess, user_id: uid, start_ms: start, end_ms: start + 1400, text });
     const t0 = Date.now();
     for (const m of [caption(call.guest, ub.id, 'caption one from ben', 1000), caption(call.host, ua.id, 'caption two from ana', 2600)]) {
-      for (const p of people) await p.page.evaluate((data) => window.enclaveApp.socket.ws.onmessage({ data }), JSON.stringify(m));
+      if (cfg.bot_token) {
+        const r = await asBot('/captions', { session_id: m.session_id, start_ms: m.start_ms, end_ms: m.end_ms, text: m.text });
+        if (r.status !== 202) throw new Error(`caption refused: ${r.status} ${await r.text()}`);
+      } else {
+        for (const p of people) await p.page.evaluate((data) => window.enclaveApp.socket.ws.onmessage({ data }), JSON.stringify(m));
+      }
     }
     // A caption of another call is not shown.
     await a.page.evaluate((data) => window.enclaveApp.socket.ws.onmessage({ data }), JSON.stringify({ ...caption(call.host, ua.id, 'not this call', 0), call_id: 'another-call' }));
@@ -194,8 +217,10 @@ export const recordingScenarios = {
     await a.page.locator('#call-captions').waitFor({ state: 'hidden', timeout: 15000 });
     result.captions_gone_ms = Date.now() - t0;
 
-    // 5. The recorder leaves: the indicator goes, Record is offered again.
-    for (const p of people) await event(p, { type: 'call_left', call_id: call.id, channel_id: call.channel, session_id: bot.session_id, reason: 'left' });
+    // 5. The recorder leaves (the host's Stop recording, through control,
+    //    or as announced): the indicator goes, Record is offered again.
+    if (cfg.bot_token) await a.page.locator('#call-record').click();
+    else for (const p of people) await event(p, { type: 'call_left', call_id: call.id, channel_id: call.channel, session_id: bot.session_id, reason: 'left' });
     for (const p of people) await p.page.locator('#call-recording').waitFor({ state: 'hidden', timeout: 10000 });
     result.recording_hidden = true;
     result.record_after_stop = (await a.page.locator('#call-record').textContent())?.trim();

@@ -64,7 +64,7 @@ fn main() {
             if required { "failing" } else { "skipping" }
         );
     }
-    let tests: [(&str, TestFn, &Option<String>); 5] = [
+    let tests: [(&str, TestFn, &Option<String>); 6] = [
         ("web_client_headers", web_client_headers, &no_netns),
         ("chat_two_users", chat_two_users, &no_browser),
         ("call_three_users", call_three_users, &no_browser),
@@ -72,6 +72,11 @@ fn main() {
         (
             "call_recording_captions",
             recording::call_recording_captions,
+            &no_browser,
+        ),
+        (
+            "call_recording_bot",
+            recording::call_recording_bot,
             &no_browser,
         ),
     ];

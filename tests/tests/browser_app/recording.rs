@@ -12,6 +12,10 @@
 //!   control sends them (no offloader runs here): the pages show the
 //!   indicator and no bot tile, the named captions in order until they
 //!   fade, and the indicator goes with the bot.
+//! - `call_recording_bot`: the same with control's routes: a recording
+//!   job's bot (with the credential control stores for a job of this call)
+//!   joins and sends the captions through control, and the host's Stop
+//!   recording takes it out.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::http::Method;
+use control::db::call_jobs::{self, CallJob};
 use control::db::posts::{self, Mentions, NewPost};
 use libtest_mimic::Failed;
 use serde_json::{Value, json};
@@ -259,20 +264,77 @@ fn modules_checked(m: &Value) -> Result<(), Failed> {
     )
 }
 
+/// Once a call runs in `channel`, control holds a recording job for it
+/// whose bot acts with `token`: what control stores before it hands a job
+/// to an offloader (none runs here).
+fn job_for_next_call(c: &Control, host: &User, channel: &str, token: &str) -> Result<()> {
+    let end = Instant::now() + WAIT;
+    loop {
+        let path = format!("/channels/{channel}/call");
+        if let Ok(call) = c.call(Method::GET, &path, host, json!({})) {
+            let job = CallJob {
+                id: control::db::new_id(),
+                call_id: call["id"].as_str().context("call id")?.to_owned(),
+                kind: "recording".into(),
+                started_by: host.id.clone(),
+                created_at: c.state.clock.now_ms(),
+                offloader_job: None,
+                session_id: None,
+                stopped_at: None,
+            };
+            let hash = control::auth::tokens::hash_secret(token);
+            c.rt.block_on(call_jobs::create(&c.state.db, &job, &hash))?;
+            return Ok(());
+        }
+        if Instant::now() > end {
+            bail!("no call started in {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 pub(super) fn call_recording_captions() -> Result<(), Failed> {
+    recording_in_call(false)
+}
+
+pub(super) fn call_recording_bot() -> Result<(), Failed> {
+    recording_in_call(true)
+}
+
+/// `through_control`: the bot joins, captions and is stopped through
+/// control's routes; otherwise what control would send is fed to the pages.
+fn recording_in_call(through_control: bool) -> Result<(), Failed> {
     let c = Control::start()?;
     let users = [c.user("ana")?, c.user("ben")?];
-    c.team(&[&users[0], &users[1]], &["briefing"])?;
-    let shot = browser::artifacts_dir().join("browser_app_captions.png");
-    let r = browser::run_scenario(&json!({
+    let ids = c.team(&[&users[0], &users[1]], &["briefing"])?;
+    let name = if through_control {
+        "browser_app_recording_bot.png"
+    } else {
+        "browser_app_captions.png"
+    };
+    let shot = browser::artifacts_dir().join(name);
+    let token = control::auth::tokens::random_secret(control::auth::JOB_TOKEN_PREFIX);
+    let scenario = json!({
         "scenario": "recording",
         "base": c.base,
         "users": users.iter().map(|u| json!({"id": u.id, "username": u.username, "password": PASSWORD})).collect::<Vec<_>>(),
         "channel": "briefing",
+        "bot_token": through_control.then_some(&token),
         "timeout_ms": 150_000,
         "screenshot": shot,
-    }))?;
+    });
+    let (r, job) = std::thread::scope(|s| {
+        let watcher =
+            through_control.then(|| s.spawn(|| job_for_next_call(&c, &users[0], &ids[0], &token)));
+        let r = browser::run_scenario(&scenario);
+        (r, watcher.map(|w| w.join()))
+    });
+    let r = r?;
     eprintln!("recording: {r}");
+    if let Some(job) = job {
+        job.map_err(|_| "the job maker panicked")?
+            .map_err(|e| format!("{e:#}"))?;
+    }
     check(
         r["guest_has_record"] == false,
         "only hosts get the Record control".into(),
