@@ -22,8 +22,12 @@
 //! [`record`] measures offloader's recordings: CPU-seconds per recorded
 //! minute, audio-only and composed.
 //!
+//! [`transcribe`] measures the offloader's Whisper transcription on
+//! synthetic speech (real-time factor, one thread).
+//!
 //! Entry points: [`scenario::run`] for one scenario, [`chat::run`] for a
-//! chat run, the `bench` binary for the CLI.
+//! chat run, [`transcribe::run`] for transcription, the `bench` binary for
+//! the CLI.
 
 pub mod chat;
 pub mod compare;
@@ -38,4 +42,5 @@ pub mod report;
 pub mod scenario;
 pub mod sfu;
 pub mod signal;
+pub mod transcribe;
 pub mod worker;

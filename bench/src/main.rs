@@ -7,6 +7,7 @@
 //! bench compare --scenario large-call-screen --participants 300   # rtcd vs Janus
 //! bench chat --clients 10000 --posts-per-sec 1000 --channel-members 10 --duration 30
 //! bench record --minutes 1 --speakers 3   # recording cost, CPU-s per recorded minute
+//! bench transcribe --seconds 60      # Whisper's real-time factor, one thread
 //! ```
 
 use std::io::Write as _;
@@ -46,6 +47,9 @@ enum Command {
     /// share) captured as offloader's bot would, then recorded audio-only
     /// and composed (WebM, MP4); CPU-seconds per recorded minute.
     Record(RecordArgs),
+    /// Transcribe N seconds of synthetic speech (espeak-ng) through the
+    /// offloader's VAD and Whisper with one thread; real-time factor.
+    Transcribe(TranscribeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -66,6 +70,33 @@ struct RecordArgs {
     #[arg(long, default_value = "standard")]
     profile: String,
     /// Where the capture, the recordings and the JSON report go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Append a dated section with the figures to this Markdown file.
+    #[arg(long)]
+    results: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct TranscribeArgs {
+    /// Seconds of audio (speech with pauses).
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// A whisper.cpp ggml model. Default: the CTranslate2 model below,
+    /// converted once and cached.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A CTranslate2 Whisper model directory (default: the tiny.en that
+    /// scripts/setup unpacks).
+    #[arg(long, env = "ENCLAVE_WHISPER_CT2")]
+    ct2_dir: Option<PathBuf>,
+    /// Whisper threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Do not pin the process to one CPU.
+    #[arg(long)]
+    no_pin: bool,
+    /// Where the JSON result goes.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
     /// Append a dated section with the figures to this Markdown file.
@@ -226,6 +257,7 @@ fn main() -> ExitCode {
         }),
         Command::Chat(a) => cmd_chat(a, command_line),
         Command::Record(a) => cmd_record(a, command_line),
+        Command::Transcribe(a) => cmd_transcribe(a, command_line),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -729,6 +761,53 @@ fn cmd_record(a: RecordArgs, command: String) -> anyhow::Result<bool> {
             .append(true)
             .open(path)?;
         write!(f, "\n{}\n- command: `{command}`\n", md)?;
+    }
+    Ok(true)
+}
+
+fn cmd_transcribe(a: TranscribeArgs, command: String) -> anyhow::Result<bool> {
+    let cache = std::env::var_os("ENCLAVE_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("enclave"))
+        })
+        .ok_or_else(|| anyhow::anyhow!("no cache directory: set ENCLAVE_CACHE_DIR or HOME"))?;
+    let o = bench::transcribe::TranscribeOptions {
+        seconds: a.seconds,
+        model: a.model,
+        ct2_dir: a
+            .ct2_dir
+            .unwrap_or_else(|| cache.join("models/whisper-tiny.en-ct2")),
+        cache_dir: cache.join("models/ggml"),
+        threads: a.threads,
+        // The last CPU this process may use, as rtcd gets in the SFU runs.
+        pin: if a.no_pin {
+            None
+        } else {
+            procstat::allowed_cpus().last().copied()
+        },
+        command,
+    };
+    let r = bench::transcribe::run(&o)?;
+    println!("{}", r.table());
+    let date: String = r
+        .date
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    let stem = format!("{date}-transcribe-{:.0}s-t{}", r.audio_seconds, r.threads);
+    r.write_files(&a.out, &stem)?;
+    println!("  file: {}/{stem}.json\n", a.out.display());
+    if let Some(path) = &a.results {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(r.markdown_section().as_bytes())?;
     }
     Ok(true)
 }
