@@ -42,6 +42,17 @@ pub async fn join(
 ) -> Result<Json<JoinInfo>, AppError> {
     let (job_id, job_call) = job_of(&user)?;
     debug_assert_eq!(job_call, call_id, "the extractor scopes job credentials");
+    if call_jobs::get(&state.db, job_id)
+        .await?
+        .stopped_at
+        .is_some()
+    {
+        return Err(AppError::refused(
+            StatusCode::CONFLICT,
+            "job_stopped",
+            "this job was stopped: its bot may not join again",
+        ));
+    }
     let call = jobs::running_call(&state, &call_id).await?;
     let info = calls_join::join_bot(&state, user.id(), &call).await?;
     call_jobs::set_session(&state.db, job_id, info.session_id.as_str()).await?;

@@ -181,17 +181,16 @@ impl FromRequestParts<AppState> for CurrentUser {
 pub const RESULTS_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 /// The routes a job's bot credential reaches: its call's bot routes and
-/// the WebSocket (for negotiation) while the job runs; only handing back
-/// results once it stopped. `path` may or may not carry `/api/v1`.
+/// the WebSocket (for negotiation) while the job runs; once it stopped,
+/// only reading the call (to learn that) and handing back results.
+/// `path` may or may not carry `/api/v1`.
 pub fn job_route(path: &str, call_id: &str, stopped: bool) -> bool {
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
-    if path == format!("/calls/{call_id}/results") {
+    // Reading the call's view is how a bot learns it was stopped.
+    if path == format!("/calls/{call_id}/results") || path == format!("/calls/{call_id}/bot") {
         return true;
     }
-    !stopped
-        && (path == "/websocket"
-            || path == format!("/calls/{call_id}/bot")
-            || path == format!("/calls/{call_id}/captions"))
+    !stopped && (path == "/websocket" || path == format!("/calls/{call_id}/captions"))
 }
 
 async fn live_session(

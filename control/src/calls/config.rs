@@ -58,7 +58,7 @@ impl CallsConfig {
             errors.push("calls.reactions_per_minute must be at least 1".into());
         }
         let url = self.offloader_url.trim_end_matches('/');
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             errors.push("calls.offloader_url must be an http:// or https:// URL".into());
         }
         if !url.is_empty() && self.offloader_api_key.is_empty() {

@@ -115,7 +115,9 @@ pub async fn capture(
             _ = view_at.tick() => {
                 match refresh(&client, call, &names).await {
                     Ok(true) => {}
-                    Ok(false) | Err(BotError::CallGone(_)) => break "left_call",
+                    // Out of the call, or the credential no longer
+                    // admits it: the job was stopped.
+                    Ok(false) | Err(BotError::CallGone(_) | BotError::Refused(_)) => break "left_call",
                     // Control may be restarting: keep capturing.
                     Err(e) => tracing::warn!(error = %e, "bot: reading the call"),
                 }

@@ -21,6 +21,9 @@ use super::BotError;
 use crate::record::CaptureWriter;
 use crate::record::capture::{Codec, MediaKind, Source, TrackMeta};
 
+/// How much capture a crash may lose: the log is made durable this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
 /// What the negotiation side asks of the peer.
 pub enum Command {
     /// rtcd's answer to our offer.
@@ -141,7 +144,7 @@ impl Peer {
                         .map_err(|e| BotError::Media(e.to_string()))?;
                 }
             }
-            if last_flush.elapsed() >= Duration::from_secs(1) {
+            if last_flush.elapsed() >= FLUSH_EVERY {
                 self.writer.flush().map_err(BotError::Capture)?;
                 last_flush = Instant::now();
                 let _ = notes.try_send(Note::Frames(self.frames));
@@ -276,6 +279,10 @@ fn owners(sdp: &str) -> Vec<(Mid, (String, Source))> {
             let (Some(stream), Some(track)) = (parts.next(), parts.next()) else {
                 continue;
             };
+            // `-`: a track in no stream, nobody's.
+            if stream == "-" {
+                continue;
+            }
             let source = match track
                 .strip_prefix(stream)
                 .map(|s| s.trim_start_matches('-'))
