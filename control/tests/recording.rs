@@ -11,6 +11,8 @@
 //! the Whisper test model scripts/setup fetches.
 
 mod common;
+// Shared with the calls tests; this one only talks.
+#[allow(dead_code)]
 #[path = "common/peer.rs"]
 mod peer;
 
@@ -138,6 +140,8 @@ impl Ctx {
         config.calls.offloader_url = offloader.url();
         config.calls.offloader_api_key = KEY.into();
         config.calls.bot_url = format!("http://{addr}");
+        // Handed-back files go to a folder of the test's own.
+        config.server.data_dir = data.path().join("control");
         let app = TestApp::with_config(Kind::Sqlite, config).await;
         app.state
             .nodes
