@@ -266,6 +266,45 @@ fn keep_answering(
     })
 }
 
+/// Alice in the call, speaking: what a test needs to stop her.
+struct Talking {
+    call: String,
+    answering: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    talker: std::thread::JoinHandle<()>,
+}
+
+/// `who` joins `channel`'s call and speaks the sentence over and over,
+/// `pause` 20 ms slots of silence between.
+async fn start_talking(
+    ctx: &Ctx,
+    channel: &str,
+    who: &TestUser,
+    tmp: &Path,
+    pause: usize,
+) -> Talking {
+    let frames = speech_frames(SENTENCE, tmp);
+    let (call, peer, ws) = speaker(ctx, channel, who).await;
+    let peer = Arc::new(peer);
+    let session = ctx
+        .app
+        .get(&format!("/api/v1/calls/{call}"), who)
+        .await
+        .body["participants"][0]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answering = keep_answering(ws, peer.clone(), call.clone(), session);
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = talk(peer, frames, stop.clone(), pause);
+    Talking {
+        call,
+        answering,
+        stop,
+        talker,
+    }
+}
+
 /// Waits until a bot is in the call (the call shows `recording`).
 async fn recording_shown(ctx: &Ctx, call: &str, who: &TestUser, on: bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -403,20 +442,12 @@ async fn a_recorded_call_comes_back_as_a_file_and_a_transcript() {
     let ctx = Ctx::new().await;
     let (alice, channel) = setup(&ctx).await;
     let tmp = tempfile::tempdir().unwrap();
-    let frames = speech_frames(SENTENCE, tmp.path());
-    let (call, peer, ws) = speaker(&ctx, &channel, &alice).await;
-    let peer = Arc::new(peer);
-    let session = ctx
-        .app
-        .get(&format!("/api/v1/calls/{call}"), &alice)
-        .await
-        .body["participants"][0]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answering = keep_answering(ws, peer.clone(), call.clone(), session);
-    let stop = Arc::new(AtomicBool::new(false));
-    let talker = talk(peer.clone(), frames, stop.clone(), 50);
+    let Talking {
+        call,
+        answering,
+        stop,
+        talker,
+    } = start_talking(&ctx, &channel, &alice, tmp.path(), 50).await;
 
     let r = ctx
         .app
@@ -549,20 +580,12 @@ async fn a_recording_survives_the_offloader_being_killed() {
     let mut ctx = Ctx::new().await;
     let (alice, channel) = setup(&ctx).await;
     let tmp = tempfile::tempdir().unwrap();
-    let frames = speech_frames(SENTENCE, tmp.path());
-    let (call, peer, ws) = speaker(&ctx, &channel, &alice).await;
-    let peer = Arc::new(peer);
-    let session = ctx
-        .app
-        .get(&format!("/api/v1/calls/{call}"), &alice)
-        .await
-        .body["participants"][0]["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let answering = keep_answering(ws, peer.clone(), call.clone(), session);
-    let stop = Arc::new(AtomicBool::new(false));
-    let talker = talk(peer.clone(), frames, stop.clone(), 0);
+    let Talking {
+        call,
+        answering,
+        stop,
+        talker,
+    } = start_talking(&ctx, &channel, &alice, tmp.path(), 0).await;
 
     let r = ctx
         .app

@@ -99,6 +99,19 @@ impl Default for ServiceConfig {
     }
 }
 
+/// `ENCLAVE_<TABLE>__<KEY>` variables for one table of the offloader's
+/// file (each table has its own loader; the others' variables are not
+/// its business).
+pub fn env_table(table: &'static str) -> Env {
+    Env::prefixed("ENCLAVE_").split("__").filter(move |k| {
+        k.as_str()
+            .to_ascii_lowercase()
+            .split('.')
+            .next()
+            .is_some_and(|top| top == table)
+    })
+}
+
 impl ServiceConfig {
     /// Reads the `[jobs]` table of `file` (if any) and `ENCLAVE_JOBS__*`.
     pub fn load(file: Option<&Path>) -> Result<ServiceConfig, Vec<String>> {
@@ -112,13 +125,7 @@ impl ServiceConfig {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("ENCLAVE_").split("__").filter(|k| {
-            k.as_str()
-                .to_ascii_lowercase()
-                .split('.')
-                .next()
-                .is_some_and(|top| top == "jobs")
-        }));
+        fig = fig.merge(env_table("jobs"));
         let config: ServiceConfig = fig
             .extract_inner("jobs")
             .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>())?;

@@ -14,7 +14,7 @@
 mod api;
 mod attempt;
 mod clock;
-mod config;
+pub mod config;
 mod error;
 mod metrics;
 mod queue;

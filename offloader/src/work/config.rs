@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,13 +37,7 @@ impl WorkConfig {
         if let Some(path) = file {
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("ENCLAVE_").split("__").filter(|k| {
-            k.as_str()
-                .to_ascii_lowercase()
-                .split('.')
-                .next()
-                .is_some_and(|top| top == "work")
-        }));
+        fig = fig.merge(crate::service::config::env_table("work"));
         let c: WorkConfig = fig.extract_inner("work").map_err(|e| e.to_string())?;
         if c.threads == 0 {
             return Err("work.threads must be at least 1".into());
