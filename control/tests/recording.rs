@@ -219,6 +219,7 @@ fn talk(
     frames: Vec<Vec<u8>>,
     stop: Arc<AtomicBool>,
     pause: usize,
+    ends: Arc<std::sync::Mutex<Vec<Instant>>>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let start = Instant::now();
@@ -229,6 +230,9 @@ fn talk(
             if i < frames.len() {
                 peer.send_opus(n, frames[i].clone());
                 n += 1;
+                if i + 1 == frames.len() {
+                    ends.lock().unwrap().push(Instant::now());
+                }
             }
             slot += 1;
             let next = start + Duration::from_millis(20 * u64::from(slot));
@@ -237,17 +241,23 @@ fn talk(
     })
 }
 
-/// Keeps answering rtcd's offers on `ws` (nothing else reads it).
+/// Keeps answering rtcd's offers on `ws` (nothing else reads it); the
+/// captions that arrive go to `captions` with the time they came.
 fn keep_answering(
     mut ws: Ws,
     peer: Arc<Peer>,
     call: String,
     session: String,
+    captions: tokio::sync::mpsc::UnboundedSender<(Instant, Value)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(Ok(msg)) = ws.next().await {
             let Message::Text(t) = msg else { continue };
             let v: Value = serde_json::from_str(&t).unwrap_or_default();
+            if v["type"] == "call_caption" {
+                let _ = captions.send((Instant::now(), v));
+                continue;
+            }
             if v["type"] == "call_signal" && v["signal"]["type"] == "offer" {
                 let Ok(answer) =
                     peer.accept_offer(v["signal"]["offer"]["sdp"].as_str().unwrap_or(""))
@@ -272,6 +282,10 @@ struct Talking {
     answering: tokio::task::JoinHandle<()>,
     stop: Arc<AtomicBool>,
     talker: std::thread::JoinHandle<()>,
+    /// When each sentence's last frame was sent.
+    ends: Arc<std::sync::Mutex<Vec<Instant>>>,
+    /// Captions that reached the speaker's socket, with when.
+    captions: tokio::sync::mpsc::UnboundedReceiver<(Instant, Value)>,
 }
 
 /// `who` joins `channel`'s call and speaks the sentence over and over,
@@ -294,14 +308,18 @@ async fn start_talking(
         .as_str()
         .unwrap()
         .to_owned();
-    let answering = keep_answering(ws, peer.clone(), call.clone(), session);
+    let (tx, captions) = tokio::sync::mpsc::unbounded_channel();
+    let answering = keep_answering(ws, peer.clone(), call.clone(), session, tx);
     let stop = Arc::new(AtomicBool::new(false));
-    let talker = talk(peer, frames, stop.clone(), pause);
+    let ends = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let talker = talk(peer, frames, stop.clone(), pause, ends.clone());
     Talking {
         call,
         answering,
         stop,
         talker,
+        ends,
+        captions,
     }
 }
 
@@ -447,6 +465,7 @@ async fn a_recorded_call_comes_back_as_a_file_and_a_transcript() {
         answering,
         stop,
         talker,
+        ..
     } = start_talking(&ctx, &channel, &alice, tmp.path(), 50).await;
 
     let r = ctx
@@ -585,6 +604,7 @@ async fn a_recording_survives_the_offloader_being_killed() {
         answering,
         stop,
         talker,
+        ..
     } = start_talking(&ctx, &channel, &alice, tmp.path(), 0).await;
 
     let r = ctx
@@ -684,6 +704,79 @@ async fn a_recording_survives_the_offloader_being_killed() {
     assert!(
         longest <= gap.as_secs_f64() + 1.5,
         "quiet for {longest} s, down for {gap:?}"
+    );
+    ctx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_captions_reach_the_call_while_it_runs() {
+    let ctx = Ctx::new().await;
+    let (alice, channel) = setup(&ctx).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = start_talking(&ctx, &channel, &alice, tmp.path(), 50).await;
+    let call = t.call.clone();
+    let r = ctx
+        .app
+        .post(
+            &format!("/api/v1/calls/{call}/jobs"),
+            &alice,
+            json!({"job": {"kind": "captions"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+
+    // Captions for three sentences, each as it comes.
+    let mut text = String::new();
+    let mut arrivals = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.len() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some((at, c))) = tokio::time::timeout(left, t.captions.recv()).await else {
+            panic!("{} captions in time; so far: {text:?}", arrivals.len());
+        };
+        assert_eq!(c["call_id"], call.as_str());
+        assert_eq!(c["user_id"], alice.id.as_str(), "the speaker is named: {c}");
+        let said = c["text"].as_str().unwrap();
+        text.push_str(said);
+        text.push(' ');
+        arrivals.push(at);
+    }
+    // The caption delay: from the end of each sentence to the first
+    // caption after it (the one that closes the sentence), once captions
+    // run (sentences before the bot was in say nothing).
+    let delays: Vec<f64> = t
+        .ends
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e > arrivals[0])
+        .filter_map(|e| {
+            arrivals
+                .iter()
+                .find(|a| *a >= e)
+                .map(|a| a.duration_since(*e).as_secs_f64())
+        })
+        .collect();
+    let r = ctx
+        .app
+        .post(
+            &format!("/api/v1/calls/{call}/jobs/captions/stop"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    t.stop.store(true, Ordering::Relaxed);
+    t.talker.join().unwrap();
+    t.answering.abort();
+    println!("live captions: {text:?}; delays after a sentence's end {delays:.2?} s");
+    let want = words(SENTENCE);
+    let got = words(&text);
+    let hits = want.iter().filter(|w| got.contains(w)).count();
+    assert!(
+        hits * 2 >= want.len(),
+        "{hits}/{} words: {text}",
+        want.len()
     );
     ctx.stop().await;
 }

@@ -5,6 +5,7 @@
 //! it out of the call (the job was stopped, the call ended), when the job
 //! is cancelled or when its time is up.
 
+mod captions;
 mod control;
 mod peer;
 
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use captions::Captioner;
 pub use control::ControlClient;
 use peer::{Command, Names, Note, Peer};
 
@@ -55,10 +57,18 @@ impl BotError {
     }
 }
 
+/// Live captions for a job that makes them: the Whisper model, loaded.
+pub struct LiveSetup {
+    pub engine: std::sync::Arc<crate::transcribe::Engine>,
+    pub language: Option<String>,
+}
+
 /// What a capture run saw.
 #[derive(Debug, Clone, Default)]
 pub struct Captured {
     pub frames: u64,
+    /// Live captions delivered to control.
+    pub captions: u64,
     pub connected: bool,
     /// Why it stopped: `left_call`, `cancelled`, `time_limit`.
     pub ended_by: &'static str,
@@ -73,6 +83,7 @@ pub async fn capture(
     ip: IpAddr,
     cancel: CancellationToken,
     limit: Duration,
+    live: Option<LiveSetup>,
 ) -> Result<Captured, BotError> {
     let client = ControlClient::new(&spec.control)?;
     let call = &spec.call_id;
@@ -87,7 +98,10 @@ pub async fn capture(
     let mut ws = client.socket().await?;
     let join = client.join(call).await?;
     let session = join.session_id.clone();
-    let (peer, offer) = Peer::new(ip, writer, next_track, names.clone()).await?;
+    let captioner =
+        live.map(|l| Captioner::start(l.engine, l.language, client.clone(), call.clone()));
+    let heard = captioner.as_ref().map(|c| c.heard.clone());
+    let (peer, offer) = Peer::new(ip, writer, next_track, names.clone(), heard).await?;
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let (note_tx, mut note_rx) = mpsc::channel(64);
     let media = tokio::spawn(peer.run(cmd_rx, note_tx));
@@ -163,7 +177,11 @@ pub async fn capture(
     };
     drop(cmd_tx);
     let _ = ws.close(None).await;
-    match media.await {
+    let media = media.await;
+    if let Some(c) = captioner {
+        out.captions = c.finish().await;
+    }
+    match media {
         Ok(Ok(_writer)) => Ok(out),
         Ok(Err(e)) => Err(e),
         Err(e) => Err(BotError::Media(format!("the media task failed: {e}"))),

@@ -18,8 +18,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::BotError;
+use super::captions::Heard;
 use crate::record::CaptureWriter;
 use crate::record::capture::{Codec, MediaKind, Source, TrackMeta};
+use std::sync::mpsc::SyncSender;
 
 /// How much capture a crash may lose: the log is made durable this often.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -56,6 +58,9 @@ pub struct Peer {
     writer: CaptureWriter,
     names: Names,
     frames: u64,
+    /// Audio for live captions, when the job makes them.
+    heard: Option<SyncSender<Heard>>,
+    joined: Instant,
 }
 
 fn now_us() -> u64 {
@@ -74,6 +79,7 @@ impl Peer {
         writer: CaptureWriter,
         next_track: u32,
         names: Names,
+        heard: Option<SyncSender<Heard>>,
     ) -> Result<(Peer, String), BotError> {
         let socket = UdpSocket::bind(SocketAddr::new(ip, 0))
             .await
@@ -101,6 +107,8 @@ impl Peer {
                 writer,
                 names,
                 frames: 0,
+                heard,
+                joined: Instant::now(),
             },
             offer.to_sdp_string(),
         ))
@@ -220,9 +228,30 @@ impl Peer {
             }
         };
         self.frames += 1;
+        if let Some(heard) = &self.heard
+            && let Some(session) = self.audio_session(&d)
+        {
+            // Full: captions fall behind, so this frame is skipped.
+            let _ = heard.try_send(Heard {
+                session,
+                at_ms: self.joined.elapsed().as_millis() as u64,
+                opus: d.data.clone(),
+            });
+        }
         self.writer
             .frame(track, now_us(), d.time.numer(), d.is_keyframe(), &d.data)
             .map_err(BotError::Capture)
+    }
+
+    /// The speaker of an Opus frame (microphone tracks only).
+    fn audio_session(&self, d: &MediaData) -> Option<String> {
+        if d.params.spec().codec != RtcCodec::Opus {
+            return None;
+        }
+        match self.owners.get(&d.mid) {
+            Some((session, Source::Microphone)) => Some(session.clone()),
+            _ => None,
+        }
     }
 
     /// A new track's description, or None for one we do not record.

@@ -94,8 +94,25 @@ impl Runner for CallWork {
                 .deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .saturating_sub(processing);
+            let live = match &ctx.spec.job {
+                JobKind::Captions { language } => {
+                    let model = model.clone().ok_or_else(|| {
+                        RunError::Permanent(job_error("no_model", "no Whisper model configured"))
+                    })?;
+                    let loaded = tokio::task::spawn_blocking(move || Engine::load(&model, threads))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                        .map_err(|m| RunError::Permanent(job_error("captions_failed", m)))?;
+                    Some(bot::LiveSetup {
+                        engine: Arc::new(loaded),
+                        language: language.clone(),
+                    })
+                }
+                _ => None,
+            };
             let captured =
-                bot::capture(&ctx.spec, &capture_dir, ip, ctx.cancel.clone(), limit).await;
+                bot::capture(&ctx.spec, &capture_dir, ip, ctx.cancel.clone(), limit, live).await;
             // Stopping the offloader: leave the capture for the next attempt.
             if ctx.shutdown.is_cancelled() {
                 return Err(RunError::Transient(job_error(
@@ -105,8 +122,8 @@ impl Runner for CallWork {
             }
             match captured {
                 Ok(c) => ctx.log.line(format!(
-                    "capture ended ({}): {} frames this attempt",
-                    c.ended_by, c.frames
+                    "capture ended ({}): {} frames, {} live captions this attempt",
+                    c.ended_by, c.frames, c.captions
                 )),
                 Err(e) => {
                     ctx.log.line(format!("capture failed: {e}"));
