@@ -135,7 +135,9 @@ pub struct HandedBack {
 }
 
 /// `POST /calls/{id}/results` (multipart, parts named `files`): the job's
-/// files, posted in the call's thread by the recorder.
+/// files, posted in the call's thread by the recorder. Each may be up to
+/// `[calls] max_recording_bytes`, streamed to the store (multipart upload
+/// on S3), never held whole.
 pub async fn results(
     State(state): State<AppState>,
     client: Client,
@@ -146,8 +148,10 @@ pub async fn results(
     let (job_id, _) = job_of(&user)?;
     let job = call_jobs::get(&state.db, job_id).await?;
     let call = calls::get(&state.db, &call_id).await?;
+    let max = state.config.calls.max_recording_bytes;
     let files =
-        super::files::store_upload(&state, &client, &user, &call.channel_id, multipart).await?;
+        super::files::store_upload(&state, &client, &user, &call.channel_id, multipart, max)
+            .await?;
     let ids: Vec<String> = files.iter().map(|f| f.id.clone()).collect();
     let message = match job.kind.as_str() {
         "recording" => "Recording of the call",
@@ -178,6 +182,12 @@ pub async fn results(
         post,
         file_infos: files,
     }))
+}
+
+/// The results route's body limit: a recording, its transcript and its
+/// speaker tracks at their largest.
+pub fn body_limit(state: &AppState) -> usize {
+    usize::try_from(state.config.calls.max_recording_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
 }
 
 /// Largest transcript put into posts (a longer one stays a file only).

@@ -71,8 +71,7 @@ fn multipart_error(state: &AppState, e: &MultipartError) -> AppError {
     }
 }
 
-fn too_large(state: &AppState, file: &str) -> AppError {
-    let limit = state.config.files.max_file_bytes;
+fn too_large(state: &AppState, file: &str, limit: u64) -> AppError {
     reject(
         state,
         "too_large",
@@ -102,19 +101,21 @@ pub async fn upload(
 ) -> Result<Response, AppError> {
     // Access first: an outsider's body is never read, let alone stored.
     member_channel(&state, &user, &channel_id).await?;
-    let file_infos = store_upload(&state, &client, &user, &channel_id, multipart).await?;
+    let max = state.config.files.max_file_bytes;
+    let file_infos = store_upload(&state, &client, &user, &channel_id, multipart, max).await?;
     Ok(created(Uploaded { file_infos }))
 }
 
 /// Stores every file part of an upload into `channel_id` for `user` (who
-/// was allowed to): their records exist, not yet attached to a post. On
-/// any refusal nothing stays behind.
+/// was allowed to), each at most `max_file_bytes`: their records exist,
+/// not yet attached to a post. On any refusal nothing stays behind.
 pub async fn store_upload(
     state: &AppState,
     client: &Client,
     user: &CurrentUser,
     channel_id: &str,
     multipart: Result<Multipart, MultipartRejection>,
+    max_file_bytes: u64,
 ) -> Result<Vec<FileInfo>, AppError> {
     let state = state.clone();
     let mut multipart = multipart.map_err(|_| {
@@ -166,7 +167,12 @@ pub async fn store_upload(
             })?;
             let file_name = name::normalise(raw_name)
                 .map_err(|m| reject(&state, "name", bad("invalid_file_name", m)))?;
-            let f = store_one(&state, &mut field, file_name, channel_id, user.id(), &mut stored)
+            let to = Destination {
+                channel_id,
+                user_id: user.id(),
+                max_bytes: max_file_bytes,
+            };
+            let f = store_one(&state, &mut field, file_name, &to, &mut stored)
                 .await?;
             new_files.push(f);
         }
@@ -217,14 +223,20 @@ pub async fn store_upload(
     Ok(new_files.into_iter().map(|f| f.info).collect())
 }
 
+/// Where an upload's parts go, and how large each may be.
+struct Destination<'a> {
+    channel_id: &'a str,
+    user_id: &'a str,
+    max_bytes: u64,
+}
+
 /// Streams one part to the store (and its thumbnails), recording each key
 /// in `stored` as soon as it exists.
 async fn store_one(
     state: &AppState,
     field: &mut Field<'_>,
     file_name: String,
-    channel_id: &str,
-    user_id: &str,
+    to: &Destination<'_>,
     stored: &mut Vec<ObjectKey>,
 ) -> Result<NewFile, AppError> {
     let limits = &state.config.files;
@@ -251,8 +263,8 @@ async fn store_one(
             bad("empty_file", format!("{file_name:?} is empty")),
         ));
     }
-    if head.len() as u64 > limits.max_file_bytes {
-        return Err(too_large(state, &file_name));
+    if head.len() as u64 > to.max_bytes {
+        return Err(too_large(state, &file_name, to.max_bytes));
     }
     let mime = kind::sniff(&head[..head.len().min(kind::SNIFF_BYTES)]);
     kind::check(&mime, &limits.allowed_types, &limits.blocked_types).map_err(|m| {
@@ -309,7 +321,7 @@ async fn store_one(
         }
     };
     let opts = PutOptions {
-        max_size: limits.max_file_bytes,
+        max_size: to.max_bytes,
         content_type: Some(mime.clone()),
     };
     let (fed, put) = tokio::join!(feed, state.store.put(&key, body, &opts));
@@ -320,7 +332,9 @@ async fn store_one(
             }
             return Err(multipart_error(state, &e));
         }
-        (Ok(_), Err(StorageError::TooLarge { .. })) => return Err(too_large(state, &file_name)),
+        (Ok(_), Err(StorageError::TooLarge { .. })) => {
+            return Err(too_large(state, &file_name, to.max_bytes));
+        }
         (Ok(_), Err(e)) => return Err(AppError::internal(e)),
         (Ok(image), Ok(meta)) => {
             stored.push(key.clone());
@@ -331,8 +345,8 @@ async fn store_one(
     let mut new = NewFile {
         info: FileInfo {
             id: id.clone(),
-            channel_id: channel_id.to_owned(),
-            user_id: user_id.to_owned(),
+            channel_id: to.channel_id.to_owned(),
+            user_id: to.user_id.to_owned(),
             post_id: None,
             name: file_name,
             mime_type: mime,

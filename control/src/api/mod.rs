@@ -110,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/calls/{id}/captions", post(call_bots::caption))
         .route(
             "/calls/{id}/results",
-            post(call_bots::results).layer(DefaultBodyLimit::max(files::body_limit(&state))),
+            post(call_bots::results).layer(DefaultBodyLimit::max(call_bots::body_limit(&state))),
         )
         .route(
             "/channels/{id}/files",

@@ -22,6 +22,9 @@ pub struct CallsConfig {
     pub offloader_url: String,
     /// The offloader's API key (its `api_key`).
     pub offloader_api_key: String,
+    /// Largest file a job hands back (a long composed recording is far
+    /// larger than a chat upload; `[files] max_file_bytes` does not apply).
+    pub max_recording_bytes: u64,
     /// How the offloader's bots reach this control plane
     /// (`http://host:port`, the address clients use or an internal one).
     /// Empty: the listen address.
@@ -38,6 +41,7 @@ impl Default for CallsConfig {
             sweep_ms: 1000,
             offloader_url: String::new(),
             offloader_api_key: String::new(),
+            max_recording_bytes: 16 << 30,
             bot_url: String::new(),
         }
     }

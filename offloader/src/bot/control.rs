@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -30,11 +33,18 @@ const MAX_ANSWER: usize = 4 << 20;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A request body: small ones whole, recordings streamed from disk.
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn whole(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
 #[derive(Clone)]
 pub struct ControlClient {
     base: String,
     token: String,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 impl ControlClient {
@@ -58,14 +68,15 @@ impl ControlClient {
         method: Method,
         path: &str,
         content_type: &str,
-        body: Bytes,
+        body: Body,
+        timeout: Duration,
     ) -> Result<Bytes, BotError> {
         let req = Request::builder()
             .method(method)
             .uri(format!("{}/api/v1{path}", self.base))
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", content_type)
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| BotError::Setup(format!("request to control: {e}")))?;
         let exchange = async {
             let resp = self
@@ -81,7 +92,7 @@ impl ControlClient {
                 .to_bytes();
             Ok::<_, BotError>((status, body))
         };
-        let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
+        let (status, body) = tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| {
                 BotError::Unreachable(format!("control did not answer {path} in time"))
@@ -107,7 +118,9 @@ impl ControlClient {
         path: &str,
         body: Bytes,
     ) -> Result<T, BotError> {
-        let b = self.call(method, path, "application/json", body).await?;
+        let b = self
+            .call(method, path, "application/json", whole(body), TIMEOUT)
+            .await?;
         serde_json::from_slice(&b)
             .map_err(|e| BotError::Unreachable(format!("control's answer to {path}: {e}")))
     }
@@ -130,41 +143,51 @@ impl ControlClient {
             Method::POST,
             &format!("/calls/{call}/captions"),
             "application/json",
-            body.into(),
+            whole(body.into()),
+            TIMEOUT,
         )
         .await
         .map(drop)
     }
 
-    /// Hands back files (posted in the call's thread). Each is read whole:
-    /// control's upload limit bounds them anyway.
+    /// Hands back files (posted in the call's thread), streamed from disk
+    /// as one multipart body: a recording is never held whole.
     pub async fn hand_back(&self, call: &CallId, files: &[&Path]) -> Result<(), BotError> {
         let boundary = format!("enclave-{:016x}", rand::random::<u64>());
-        let mut body = Vec::new();
+        let mut parts = Vec::new();
+        let mut bytes = 0;
         for f in files {
             let name = f
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or("result")
                 .replace(['"', '\r', '\n'], "_");
-            let bytes = tokio::fs::read(f)
+            let file = tokio::fs::File::open(f)
                 .await
                 .map_err(|e| BotError::Setup(format!("{}: {e}", f.display())))?;
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                )
-                .as_bytes(),
+            bytes += file.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let head = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             );
-            body.extend_from_slice(&bytes);
-            body.extend_from_slice(b"\r\n");
+            parts.push(futures_util::stream::once(async move { Ok(Bytes::from(head)) }).boxed());
+            parts.push(tokio_util::io::ReaderStream::new(file).boxed());
+            parts.push(
+                futures_util::stream::once(async { Ok(Bytes::from_static(b"\r\n")) }).boxed(),
+            );
         }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let tail = format!("--{boundary}--\r\n");
+        parts.push(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }).boxed());
+        let stream = futures_util::stream::iter(parts)
+            .flatten()
+            .map_ok(Frame::data);
+        let body = StreamBody::new(stream).boxed_unsync();
         self.call(
             Method::POST,
             &format!("/calls/{call}/results"),
             &format!("multipart/form-data; boundary={boundary}"),
-            body.into(),
+            body,
+            // However slow the link, at least 1 MB/s.
+            TIMEOUT + Duration::from_secs(bytes / 1_000_000),
         )
         .await
         .map(drop)
