@@ -780,3 +780,103 @@ async fn live_captions_reach_the_call_while_it_runs() {
     );
     ctx.stop().await;
 }
+
+/// A JSON POST to the offloader's job API over a plain socket: (status,
+/// body).
+async fn post_job(offloader: &OffloaderProcess, body: Value) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = body.to_string();
+    let mut s = tokio::net::TcpStream::connect(offloader.addr)
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /v1/jobs HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        offloader.addr,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("the offloader answers")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().unwrap();
+    let json = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_for_calls_that_do_not_run_are_refused() {
+    let ctx = Ctx::new().await;
+    let (alice, channel) = setup(&ctx).await;
+    let joined = ctx
+        .app
+        .post(
+            &format!("/api/v1/channels/{channel}/call"),
+            &alice,
+            json!({}),
+        )
+        .await;
+    let call = joined.body["call_id"].as_str().unwrap().to_owned();
+    let session = joined.body["session_id"].as_str().unwrap().to_owned();
+
+    // A credential control never gave out: the offloader asks control,
+    // which refuses it, and the job is refused before it queues.
+    let spec = |call: &str, token: &str| {
+        json!({"call_id": call, "control": {"url": format!("http://{}", ctx.server.addr), "token": token},
+               "job": {"kind": "recording"}})
+    };
+    let (status, body) = post_job(&ctx.offloader, spec(&call, "enj_forged")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("control_refused")),
+        "{body}"
+    );
+
+    // A real credential, for a call that has ended since.
+    let token = control::auth::tokens::random_secret(control::auth::JOB_TOKEN_PREFIX);
+    let job = control::db::call_jobs::CallJob {
+        id: "job-for-an-ended-call".into(),
+        call_id: call.clone(),
+        kind: "recording".into(),
+        started_by: alice.id.clone(),
+        created_at: 0,
+        offloader_job: None,
+        session_id: None,
+        stopped_at: None,
+    };
+    let hash = control::auth::tokens::hash_secret(&token);
+    control::db::call_jobs::create(&ctx.app.state.db, &job, &hash)
+        .await
+        .unwrap();
+    let left = ctx
+        .app
+        .call(
+            axum::http::Method::DELETE,
+            &format!("/api/v1/calls/{call}/sessions/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert!(left.status.is_success(), "{}", left.body);
+    let (status, body) = post_job(&ctx.offloader, spec(&call, &token)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("unknown_call")),
+        "{body}"
+    );
+
+    // And control will not start one for it either.
+    let r = ctx
+        .app
+        .post(&format!("/api/v1/calls/{call}/jobs"), &alice, json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "call_ended"),
+        "{}",
+        r.body
+    );
+    ctx.stop().await;
+}
