@@ -880,3 +880,13 @@ async fn jobs_for_calls_that_do_not_run_are_refused() {
     );
     ctx.stop().await;
 }
+
+#[tokio::test]
+async fn the_bot_account_does_not_make_a_database_look_used() {
+    // Migrations create the calls' bot account; a fresh database must
+    // still be a first run, when control creates its admin.
+    let app = TestApp::new(Kind::Sqlite).await;
+    assert_eq!(control::db::users::count(&app.state.db).await.unwrap(), 0);
+    app.user("someone", SystemRole::User).await;
+    assert_eq!(control::db::users::count(&app.state.db).await.unwrap(), 1);
+}

@@ -237,11 +237,16 @@ pub async fn list(db: &Db) -> DbResult<Vec<User>> {
     rows.iter().map(user).collect()
 }
 
+/// People's accounts (the calls' bot account, which every database has
+/// from its migrations, is not one): none means a first run.
 pub async fn count(db: &Db) -> DbResult<i64> {
-    Ok(sqlx::query("SELECT COUNT(*) AS n FROM users")
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?)
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM users WHERE id <> $1")
+            .bind(super::call_jobs::BOT_USER_ID)
+            .fetch_one(&db.pool)
+            .await?
+            .try_get("n")?,
+    )
 }
 
 /// Counts a failed login; at `threshold` consecutive failures the account
