@@ -63,19 +63,30 @@ impl Rtcd {
         udp.reuse_port = n > 1;
         udp.recv_buffer_size = config.rtc.socket_buffer_bytes;
         udp.send_buffer_size = config.rtc.socket_buffer_bytes;
-        let sockets = MediaSocket::bind_group(&udp, n)
-            .with_context(|| format!("binding the media port {bind} (UDP)"))?;
-        let media_addr = sockets[0].local_addr();
-        let tcp_listener = if config.rtc.ice_tcp {
-            let addr = SocketAddr::new(config.rtc.bind_ip, media_addr.port());
-            Some(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("binding ICE-TCP on {addr}"))?,
-            )
-        } else {
-            None
+        // ICE-TCP takes the same port number as UDP. With port 0 the
+        // kernel picks a UDP port whose TCP twin may be in use (another
+        // socket's ephemeral port): pick again a few times before failing.
+        let attempts = if config.rtc.port == 0 { 8 } else { 1 };
+        let mut attempt = 0;
+        let (sockets, tcp_listener) = loop {
+            attempt += 1;
+            let sockets = MediaSocket::bind_group(&udp, n)
+                .with_context(|| format!("binding the media port {bind} (UDP)"))?;
+            if !config.rtc.ice_tcp {
+                break (sockets, None);
+            }
+            let addr = SocketAddr::new(config.rtc.bind_ip, sockets[0].local_addr().port());
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break (sockets, Some(l)),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => {
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!("binding ICE-TCP on {addr}")));
+                }
+            }
         };
+        let media_addr = sockets[0].local_addr();
         let ips = addrs::advertised(&config)?;
         let advertised: Vec<SocketAddr> = ips
             .iter()
