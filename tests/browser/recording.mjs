@@ -208,6 +208,10 @@ export const recordingScenarios = {
     await a.page.waitForFunction(() => [...document.querySelectorAll('#call-captions .caption-line .speaker')].filter((s) => s.textContent).length === 2, null, { timeout: 10000 });
     result.captions_ms = Date.now() - t0;
     result.caption_lines = await lines.allTextContents();
+    // The guest's page gets the same captions over its own socket, maybe
+    // a moment later: wait for both there too.
+    await b.page.waitForFunction(() => document.querySelectorAll('#call-captions .caption-line').length >= 2, null, { timeout: 10000 })
+      .catch(() => {});
     result.guest_caption_lines = await b.page.locator('#call-captions .caption-line').allTextContents();
     if (cfg.screenshot) {
       await a.page.screenshot({ path: cfg.screenshot });
