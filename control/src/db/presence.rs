@@ -66,11 +66,14 @@ impl Record {
     }
 }
 
-/// Writes this node's heartbeat.
+/// Writes this node's heartbeat, never moving it back: a sweep that read
+/// the clock before another one wrote could otherwise make a live node look
+/// dead to everyone who reads in between.
 pub async fn beat(db: &Db, node_id: &str, now: i64) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO presence_nodes (node_id, heartbeat_at) VALUES ($1, $2)
-         ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+         ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+         WHERE presence_nodes.heartbeat_at < excluded.heartbeat_at",
     )
     .bind(node_id)
     .bind(now)
