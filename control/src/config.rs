@@ -28,6 +28,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub rtcd: crate::nodes::RtcdConfig,
     pub calls: crate::calls::CallsConfig,
+    pub m365: crate::m365::M365Config,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -688,6 +689,7 @@ impl Config {
         self.validate_files(&mut errors);
         self.rtcd.validate(&mut errors);
         self.calls.validate(&mut errors);
+        self.m365.validate(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -29,6 +29,7 @@ pub mod db;
 pub mod delivery;
 pub mod error;
 pub mod files;
+pub mod m365;
 pub mod metrics;
 pub mod nodes;
 pub mod oidc;

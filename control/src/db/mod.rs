@@ -118,6 +118,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "call_jobs",
         include_str!("../../migrations/postgres/0010_call_jobs.sql"),
     ),
+    (
+        11,
+        "m365",
+        include_str!("../../migrations/postgres/0011_m365.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -154,6 +159,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "call_jobs",
         include_str!("../../migrations/sqlite/0010_call_jobs.sql"),
+    ),
+    (
+        11,
+        "m365",
+        include_str!("../../migrations/sqlite/0011_m365.sql"),
     ),
 ];
 

@@ -453,8 +453,8 @@ fn map_verification_error(e: openidconnect::ClaimsVerificationError) -> OidcErro
     }
 }
 
-/// `8-4-4-4-12` hex digits.
-fn is_guid(s: &str) -> bool {
+/// `8-4-4-4-12` hex digits: how Entra writes tenant, object and client ids.
+pub fn is_guid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
         && groups
