@@ -12,6 +12,42 @@ pub use cloud::{Cloud, CloudHosts};
 use crate::config::Provisioning;
 use crate::oidc::is_guid;
 
+/// The tab page's path; `contentUrl` of the app's tabs.
+pub const TAB_PATH: &str = "/m365/tab";
+/// The personal tab's entity id.
+pub const TAB_ENTITY_ID: &str = "enclave";
+/// The tab Teams opens from an activity notification; its deep links
+/// carry `subEntityId` `post_<post id>` (or `call_<channel id>`).
+pub const NOTIFICATION_ENTITY_ID: &str = "notification_preview";
+
+/// One kind of Teams activity notification: declared in the app manifest
+/// (`activities.activityTypes`) and named by each Graph call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityType {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Teams fills `{actor}` and `{place}` from the call's
+    /// `templateParameters`.
+    pub template: &'static str,
+}
+
+pub const MENTION: ActivityType = ActivityType {
+    name: "mention",
+    description: "Someone mentioned you in a channel",
+    template: "{actor} mentioned you in {place}",
+};
+pub const DIRECT_MESSAGE: ActivityType = ActivityType {
+    name: "direct_message",
+    description: "Someone sent you a direct message",
+    template: "{actor} sent you a message in {place}",
+};
+pub const CALL_RINGING: ActivityType = ActivityType {
+    name: "call_ringing",
+    description: "Someone is calling you",
+    template: "{actor} is calling you in {place}",
+};
+pub const ACTIVITY_TYPES: [ActivityType; 3] = [MENTION, DIRECT_MESSAGE, CALL_RINGING];
+
 /// `[m365]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
