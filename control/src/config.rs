@@ -521,7 +521,7 @@ impl Default for LogConfig {
     }
 }
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "database",
     "auth",
@@ -535,6 +535,7 @@ const SECTIONS: [&str; 13] = [
     "files",
     "rtcd",
     "calls",
+    "m365",
 ];
 
 impl Config {
@@ -590,6 +591,7 @@ impl Config {
             files: section(fig, "files", &mut errors),
             rtcd: section(fig, "rtcd", &mut errors),
             calls: section(fig, "calls", &mut errors),
+            m365: section(fig, "m365", &mut errors),
         };
         if let Ok(figment::value::Value::Dict(_, top)) = fig.find_value("") {
             for key in top.keys() {
