@@ -213,7 +213,9 @@ async fn speaker(ctx: &Ctx, channel: &str, who: &TestUser) -> (String, Peer, Ws)
 }
 
 /// Sends the speech in real time, over and over with `pause` slots of 20
-/// ms of silence between, until stopped.
+/// ms of silence between, until stopped. Nothing is sent in a pause, but
+/// the RTP time goes on, as with a browser's DTX: the recording holds the
+/// silence, so each utterance Whisper gets is one whole sentence.
 fn talk(
     peer: Arc<Peer>,
     frames: Vec<Vec<u8>>,
@@ -228,7 +230,7 @@ fn talk(
         while !stop.load(Ordering::Relaxed) {
             let i = slot as usize % (frames.len() + pause);
             if i < frames.len() {
-                peer.send_opus(n, frames[i].clone());
+                peer.send_opus_at(n, slot, frames[i].clone());
                 n += 1;
                 if i + 1 == frames.len() {
                     ends.lock().unwrap().push(Instant::now());

@@ -173,6 +173,13 @@ impl Peer {
 
     /// Sends `payload` (one 20 ms Opus frame) as audio packet `n`.
     pub fn send_opus(&self, n: u32, payload: Vec<u8>) -> bool {
+        self.send_opus_at(n, n, payload)
+    }
+
+    /// Sends `payload` as audio packet `n` sampled in 20 ms slot `slot`:
+    /// a sender that stops during silence (DTX) keeps numbering its
+    /// packets but its RTP time moves on.
+    pub fn send_opus_at(&self, n: u32, slot: u32, payload: Vec<u8>) -> bool {
         let mut st = self.shared.lock();
         let Some(mid) = st.audio_out else {
             return false;
@@ -197,7 +204,7 @@ impl Peer {
                 return false;
             };
             tx.write_rtp(
-                RtpWrite::new(pt, u64::from(1000 + n).into(), 960 * n, now, payload)
+                RtpWrite::new(pt, u64::from(1000 + n).into(), 960 * slot, now, payload)
                     .marker(true)
                     .ext_vals(ext),
             );
