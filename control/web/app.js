@@ -138,6 +138,8 @@ async function route() {
     await app.view.search(search[1]);
     return;
   }
+  const linked = hash.match(/^#\/p\/([A-Za-z0-9_-]+)$/);
+  if (linked && await openPost(linked[1])) return;
   const m = hash.match(/^#\/c\/([A-Za-z0-9_-]+)$/);
   let id = m?.[1];
   if (!id || !app.channels.has(id)) {
@@ -153,6 +155,26 @@ async function route() {
   if (u) { u.unread_count = 0; u.mention_count = 0; }
   await app.sidebar.render();
   await app.view.open(app.channels.get(id));
+}
+
+// `#/p/<post id>` (a notification's deep link): the post's channel, its
+// thread open and the post marked. False when it cannot be shown; the
+// route then goes on as for no channel.
+async function openPost(postId) {
+  let p;
+  try {
+    p = await get(`/posts/${enc(postId)}`);
+  } catch {
+    announce('That message is gone, or you cannot see it.');
+    return false;
+  }
+  const channel = app.channels.get(p.channel_id);
+  if (!channel) return false;
+  app.current = channel.id;
+  await app.sidebar.render();
+  await app.view.open(channel);
+  await app.view.showPost(p);
+  return true;
 }
 
 async function onEvent(ev) {

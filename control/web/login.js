@@ -1,10 +1,11 @@
 // The sign-in page: a password form for local accounts, and the single
-// sign-on button when control offers it (/auth/methods).
+// sign-on button when control offers it (/auth/methods). `returnTo`: where
+// single sign-on comes back to (default: this page at its current route).
 
 import { api, get, ApiError } from './api.js';
 import { h, replace } from './dom.js';
 
-export async function showLogin(root, onSignedIn, notice) {
+export async function showLogin(root, onSignedIn, notice, { returnTo } = {}) {
   let methods = { password: true };
   try {
     methods = await get('/auth/methods');
@@ -24,7 +25,7 @@ export async function showLogin(root, onSignedIn, notice) {
     ],
     methods.oidc && h('a', {
       class: 'button sso',
-      href: `${methods.oidc.login_url}${methods.oidc.login_url.includes('?') ? '&' : '?'}return_to=${encodeURIComponent('/' + location.hash)}`,
+      href: `${methods.oidc.login_url}${methods.oidc.login_url.includes('?') ? '&' : '?'}return_to=${encodeURIComponent(returnTo ?? '/' + location.hash)}`,
     }, methods.oidc.button_text || 'Sign in with single sign-on'),
     error,
   );

@@ -260,6 +260,17 @@ export class ChannelView {
     composer.input.focus();
   }
 
+  // A linked post: its thread open, the post marked and focused.
+  async showPost(p) {
+    await this.openThread(p.root_id || p.id);
+    const el = document.getElementById(`thread-post-${p.id}`);
+    if (!el) return;
+    el.classList.add('linked');
+    el.tabIndex = -1;
+    el.scrollIntoView({ block: 'center' });
+    el.focus();
+  }
+
   async renderThreadPost(p) {
     this.posts.set(p.id, p);
     const el = h('li', { class: 'post', id: `thread-post-${p.id}`, dataset: { post: p.id, inThread: '1' } });

@@ -2,8 +2,10 @@
 //! configuration; off unless `enabled`.
 //!
 //! - [`cloud`]: the hosts of the commercial, GCC High and DoD clouds.
+//! - [`tab`]: the tab page, who may frame it, and its configuration.
 
 pub mod cloud;
+pub mod tab;
 
 use serde::{Deserialize, Serialize};
 
