@@ -376,6 +376,8 @@ pub struct Starting<'a> {
     pub channel_id: &'a str,
     /// Direct and group calls ring the other members.
     pub ring: bool,
+    /// Queue a Teams notification for each ring (`[m365.notifications]`).
+    pub notify_teams: bool,
     pub node: &'a str,
 }
 
@@ -432,6 +434,16 @@ pub async fn start(db: &Db, s: &Starting<'_>, j: &Joining<'_>) -> DbResult<Joine
         .bind(j.user_id)
         .execute(&mut *tx)
         .await?;
+        if s.notify_teams {
+            super::m365_outbox::enqueue_rings(
+                &mut tx,
+                s.call_id.as_str(),
+                s.channel_id,
+                j.user_id,
+                j.now,
+            )
+            .await?;
+        }
     }
     let call = call_in(&mut tx, s.call_id.as_str()).await?;
     emit(

@@ -14,8 +14,8 @@
 //!
 //! Query modules own one aggregate each: [`users`], [`sessions`], [`calls`],
 //! [`teams`], [`channels`], [`posts`], [`files`], [`events`], [`bots`],
-//! [`webhooks`], the outgoing-webhook [`outbox`], [`identities`] and
-//! [`presence`].
+//! [`webhooks`], the outgoing-webhook [`outbox`], the Teams notification
+//! [`m365_outbox`], [`identities`] and [`presence`].
 
 pub mod bots;
 pub mod call_jobs;
@@ -24,6 +24,7 @@ pub mod channels;
 pub mod events;
 pub mod files;
 pub mod identities;
+pub mod m365_outbox;
 pub mod outbox;
 pub mod posts;
 pub mod presence;
@@ -123,6 +124,11 @@ const PG_MIGRATIONS: &[(i64, &str, &str)] = &[
         "m365",
         include_str!("../../migrations/postgres/0011_m365.sql"),
     ),
+    (
+        12,
+        "m365_outbox",
+        include_str!("../../migrations/postgres/0012_m365_outbox.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -164,6 +170,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         "m365",
         include_str!("../../migrations/sqlite/0011_m365.sql"),
+    ),
+    (
+        12,
+        "m365_outbox",
+        include_str!("../../migrations/sqlite/0012_m365_outbox.sql"),
     ),
 ];
 

@@ -99,6 +99,9 @@ pub struct NewPost<'a> {
     /// Uploads of the author in this channel, not yet attached (checked by
     /// the caller; re-checked here under the transaction).
     pub file_ids: &'a [String],
+    /// Queue Teams activity notifications for it (`[m365.notifications]`
+    /// on, and a post a person or bot made through the API).
+    pub notify_teams: bool,
 }
 
 /// Fills in each live post's files.
@@ -319,6 +322,9 @@ pub(crate) async fn insert_in(
     // must not trigger its own hook again.
     if !p.from_bot {
         super::webhooks::enqueue_matches(tx, &p, now).await?;
+    }
+    if new.notify_teams {
+        super::m365_outbox::enqueue_post(tx, &p, mentions, now).await?;
     }
     Ok(p)
 }
