@@ -72,6 +72,12 @@ impl Wake {
     pub fn notify(&self) {
         self.0.notify_one();
     }
+
+    /// Resolves at the next [`notify`](Self::notify) (or at once if one
+    /// came since the last wait).
+    pub async fn notified(&self) {
+        self.0.notified().await;
+    }
 }
 
 /// Delivers until the task is dropped. Polls every
@@ -268,6 +274,7 @@ async fn attempt(state: &AppState, client: &HttpClient, d: &Delivery) -> Result<
             override_username: clean(answer.username, 64).as_deref(),
             override_icon_url: icon.as_deref(),
             file_ids: &[],
+            notify_teams: false,
         },
         &parse_mentions(&text, crate::api::posts::MAX_MENTIONS),
         state.clock.now_ms(),

@@ -66,6 +66,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Wakes this node's outgoing-webhook worker ([`delivery::run`]).
     pub deliveries: Arc<delivery::Wake>,
+    /// Wakes this node's Teams notification worker ([`m365::notify::run`]).
+    pub teams_notifications: Arc<delivery::Wake>,
     /// Posts per incoming webhook per minute, on this node.
     pub hook_limiter: Arc<RateLimiter>,
     /// The configured identity provider, when `[oidc]` is set.
@@ -128,6 +130,7 @@ impl AppState {
             bus,
             hub,
             deliveries: delivery::Wake::new(),
+            teams_notifications: delivery::Wake::new(),
             hook_limiter,
             store,
             links: Arc::new(files::link::LinkSigner::new()),
@@ -196,6 +199,11 @@ pub async fn run(
     use std::future::IntoFuture as _;
     let dispatcher = state.start();
     let deliveries = tokio::spawn(delivery::run(state.clone()));
+    let teams_notifications = state
+        .config
+        .m365
+        .notifications_on()
+        .then(|| tokio::spawn(m365::notify::run(state.clone())));
     let drain = Duration::from_secs(state.config.server.drain_secs);
     let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -219,5 +227,8 @@ pub async fn run(
     };
     dispatcher.abort();
     deliveries.abort();
+    if let Some(t) = teams_notifications {
+        t.abort();
+    }
     result.unwrap_or(Ok(()))
 }

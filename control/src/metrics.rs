@@ -24,6 +24,9 @@ pub struct Metrics {
     pub events_dropped: IntCounterVec,
     /// Outgoing webhook attempts by outcome: ok, retry, failed (given up).
     pub webhook_deliveries: IntCounterVec,
+    /// Teams activity notification attempts by outcome: sent, failed
+    /// (tried again later), given_up.
+    pub teams_notifications: IntCounterVec,
     pub files_uploaded: IntCounter,
     pub file_bytes_uploaded: IntCounter,
     pub file_rejects: IntCounterVec,
@@ -102,6 +105,12 @@ impl Metrics {
             "Outgoing webhook delivery attempts by outcome (ok, retry, failed).",
             &["outcome"],
         );
+        let teams_notifications = counter(
+            "teams_notifications_total",
+            "Teams activity notification attempts through Microsoft Graph by outcome \
+             (sent, failed, given_up).",
+            &["outcome"],
+        );
         let plain = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
             registry
@@ -151,6 +160,7 @@ impl Metrics {
             rtcd_placements,
             rtcd_node_disconnects,
             webhook_deliveries,
+            teams_notifications,
             files_uploaded,
             file_bytes_uploaded,
             file_rejects,

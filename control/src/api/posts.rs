@@ -99,6 +99,7 @@ pub async fn create(
             message: &req.message,
             pending_id: req.pending_id.as_deref(),
             file_ids: &req.file_ids,
+            notify_teams: state.config.m365.notifications_on(),
             ..Default::default()
         },
         &mentions,
@@ -109,6 +110,7 @@ pub async fn create(
         Ok(Created::New(p)) => {
             state.announce();
             state.deliveries.notify();
+            state.teams_notifications.notify();
             state.metrics.posts_created.inc();
             Ok(created(p))
         }

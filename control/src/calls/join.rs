@@ -61,6 +61,7 @@ pub async fn join(
             call_id: &call_id,
             channel_id: &channel.id,
             ring: matches!(channel.kind, ChannelKind::Direct | ChannelKind::Group),
+            notify_teams: state.config.m365.notifications_on(),
             node: &node,
         };
         match calls::start(&state.db, &starting, &joining).await {
@@ -92,6 +93,9 @@ pub async fn join(
         ));
     };
     state.announce();
+    if joined.started {
+        state.teams_notifications.notify();
+    }
     add_on_node(state, &joined).await?;
     Ok(JoinInfo {
         call_id: joined.call.id.clone(),

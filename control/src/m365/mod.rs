@@ -3,8 +3,14 @@
 //!
 //! - [`cloud`]: the hosts of the commercial, GCC High and DoD clouds.
 //! - [`tab`]: the tab page, who may frame it, and its configuration.
+//! - [`graph`]: app-only calls to Microsoft Graph (token per tenant,
+//!   `sendActivityNotification`).
+//! - [`notify`]: who gets which Teams activity notification, and the
+//!   worker that sends them from the outbox.
 
 pub mod cloud;
+pub mod graph;
+pub mod notify;
 pub mod tab;
 
 use serde::{Deserialize, Serialize};
@@ -171,6 +177,12 @@ pub struct NotificationsConfig {
     pub graph_url: String,
     pub timeout_ms: u64,
     pub max_attempts: u32,
+    /// The first retry waits this long, each next one twice as long (a
+    /// 429's or 503's `Retry-After` is honoured instead when given).
+    pub retry_base_ms: u64,
+    /// Each node looks for due notifications this often, besides being
+    /// woken by its own posts and calls.
+    pub poll_ms: u64,
 }
 
 impl Default for NotificationsConfig {
@@ -184,6 +196,8 @@ impl Default for NotificationsConfig {
             graph_url: String::new(),
             timeout_ms: 10_000,
             max_attempts: 5,
+            retry_base_ms: 2_000,
+            poll_ms: 1_000,
         }
     }
 }
@@ -214,6 +228,28 @@ impl M365Config {
             &self.client_id
         } else {
             &self.app.id
+        }
+    }
+
+    /// Whether posts and calls raise Teams activity notifications.
+    pub fn notifications_on(&self) -> bool {
+        self.enabled && self.notifications.enabled
+    }
+
+    /// The sign-in URL client-credentials tokens come from: the
+    /// override, or the cloud's.
+    pub fn login_url(&self) -> &str {
+        match self.notifications.login_url.trim_end_matches('/') {
+            "" => self.cloud.hosts().login_url,
+            u => u,
+        }
+    }
+
+    /// Where Graph calls go: the override, or the cloud's.
+    pub fn graph_url(&self) -> &str {
+        match self.notifications.graph_url.trim_end_matches('/') {
+            "" => self.cloud.hosts().graph_url,
+            u => u,
         }
     }
 
@@ -287,6 +323,19 @@ impl M365Config {
             }
             if !(1..=150).contains(&n.preview_chars) {
                 errors.push("m365.notifications.preview_chars must be between 1 and 150".into());
+            }
+            if !(1..=20).contains(&n.max_attempts) {
+                errors.push("m365.notifications.max_attempts must be between 1 and 20".into());
+            }
+            if !(100..=120_000).contains(&n.timeout_ms) {
+                errors.push("m365.notifications.timeout_ms must be between 100 and 120000".into());
+            }
+            if !(10..=600_000).contains(&n.retry_base_ms) {
+                errors
+                    .push("m365.notifications.retry_base_ms must be between 10 and 600000".into());
+            }
+            if !(10..=60_000).contains(&n.poll_ms) {
+                errors.push("m365.notifications.poll_ms must be between 10 and 60000".into());
             }
             for (name, u) in [("login_url", &n.login_url), ("graph_url", &n.graph_url)] {
                 if !u.is_empty() && !url_ok(u) {
