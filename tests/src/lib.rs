@@ -5,11 +5,14 @@
 //!   first thing in a `harness = false` test's `main`;
 //! - [`browser`]: headless Chromium scenarios (`tests/browser/run.mjs`) and
 //!   a reference WHIP/WHEP server;
+//! - [`entra`]: signing keys, a JWKS server and Teams SSO tokens, as
+//!   Microsoft Entra ID would make them;
 //! - [`ports`] and [`wait`]: free ports and bounded readiness waits;
 //! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain;
 //! - [`offloader_proc`]: the offloader as a process, to kill and restart.
 
 pub mod browser;
+pub mod entra;
 pub mod netns;
 pub mod offloader_proc;
 pub mod ports;
