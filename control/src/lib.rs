@@ -72,6 +72,8 @@ pub struct AppState {
     pub hook_limiter: Arc<RateLimiter>,
     /// The configured identity provider, when `[oidc]` is set.
     pub oidc: Option<Arc<oidc::Provider>>,
+    /// The tenant signing keys for Teams sign-in, when `[m365]` is enabled.
+    pub m365_keys: Option<Arc<m365::jwks::KeyCache>>,
     /// This process among the nodes (presence): the configured node id
     /// and a random part, so a restarted node is a new one.
     pub node_instance: String,
@@ -115,12 +117,19 @@ impl AppState {
                 db::identities::DbLoginStates::new(db.clone(), config.oidc.login_timeout_secs);
             Arc::new(oidc::Provider::new(config.oidc.clone(), Arc::new(states)))
         });
+        let m365_keys = config.m365.enabled.then(|| {
+            Arc::new(m365::jwks::KeyCache::new(
+                config.m365.jwks_url(),
+                config.m365.jwks_refresh_secs,
+            ))
+        });
         let node_instance = format!("{}/{}", config.server.node_id, &db::new_id()[..10]);
         let nodes =
             nodes::MediaNodes::new(config.rtcd.clone(), node_instance.clone(), metrics.clone());
         let calls = Arc::new(calls::Calls::new(&config.calls));
         AppState {
             oidc,
+            m365_keys,
             node_instance,
             config: Arc::new(config),
             db,

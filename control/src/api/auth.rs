@@ -62,14 +62,40 @@ pub struct LoginResponse {
 }
 
 pub fn session_cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
-    let secure = if state.config.auth.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
-    );
+    site_session_cookie(state, CookieSite::FirstParty, value, max_age_secs)
+}
+
+/// Where a session's cookies are sent from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSite {
+    /// Our own pages, at the top level: `SameSite=Lax` (`Secure` as
+    /// configured).
+    FirstParty,
+    /// Our pages inside another site's frame (the Teams tab): browsers
+    /// send no `Lax` cookie to a third-party iframe, so `SameSite=None`,
+    /// which requires `Secure`, and `Partitioned` so the cookie lives
+    /// only under the embedding site.
+    Embedded,
+}
+
+impl CookieSite {
+    fn attributes(self, state: &AppState) -> &'static str {
+        match self {
+            CookieSite::FirstParty if state.config.auth.cookie_secure => "; SameSite=Lax; Secure",
+            CookieSite::FirstParty => "; SameSite=Lax",
+            CookieSite::Embedded => "; SameSite=None; Secure; Partitioned",
+        }
+    }
+}
+
+fn site_session_cookie(
+    state: &AppState,
+    site: CookieSite,
+    value: &str,
+    max_age_secs: u64,
+) -> HeaderValue {
+    let attrs = site.attributes(state);
+    let v = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; Max-Age={max_age_secs}{attrs}");
     // Built from a hex token and fixed text: always a valid header value.
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -182,6 +208,17 @@ pub async fn start_session(
     user: User,
     method: &str,
 ) -> Result<(LoginResponse, Vec<HeaderValue>), AppError> {
+    start_session_for(state, client, user, method, CookieSite::FirstParty).await
+}
+
+/// [`start_session`] with cookies for `site`.
+pub async fn start_session_for(
+    state: &AppState,
+    client: &Client,
+    user: User,
+    method: &str,
+    site: CookieSite,
+) -> Result<(LoginResponse, Vec<HeaderValue>), AppError> {
     let now = state.clock.now_ms();
     let token = random_secret("");
     let csrf = random_secret("");
@@ -211,8 +248,8 @@ pub async fn start_session(
         &format!("{method}, session {}", s.id),
     );
     let cookies = vec![
-        session_cookie(state, &token, lifetime),
-        plain_cookie(state, CSRF_COOKIE, &csrf, "/", lifetime),
+        site_session_cookie(state, site, &token, lifetime),
+        site_plain_cookie(state, site, CSRF_COOKIE, &csrf, "/", lifetime),
     ];
     Ok((
         LoginResponse {
@@ -233,12 +270,19 @@ pub fn plain_cookie(
     path: &str,
     max_age_secs: u64,
 ) -> HeaderValue {
-    let secure = if state.config.auth.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v = format!("{name}={value}; Path={path}; SameSite=Lax; Max-Age={max_age_secs}{secure}");
+    site_plain_cookie(state, CookieSite::FirstParty, name, value, path, max_age_secs)
+}
+
+fn site_plain_cookie(
+    state: &AppState,
+    site: CookieSite,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: u64,
+) -> HeaderValue {
+    let attrs = site.attributes(state);
+    let v = format!("{name}={value}; Path={path}; Max-Age={max_age_secs}{attrs}");
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -271,6 +315,15 @@ pub async fn logout(
         header::SET_COOKIE,
         plain_cookie(&state, CSRF_COOKIE, "", "/", 0),
     );
+    // A session opened in the Teams tab has its cookies in the embedding
+    // site's partition: only cookies with the same attributes clear them.
+    let embedded = CookieSite::Embedded;
+    for c in [
+        site_session_cookie(&state, embedded, "", 0),
+        site_plain_cookie(&state, embedded, CSRF_COOKIE, "", "/", 0),
+    ] {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     Ok(resp)
 }
 

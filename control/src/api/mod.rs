@@ -12,6 +12,7 @@ pub mod download;
 pub mod files;
 pub mod hooks;
 pub mod json;
+pub mod m365_session;
 pub mod oidc;
 pub mod openapi;
 pub mod ops;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/methods", get(oidc::methods))
         .route("/auth/oidc/login", get(oidc::login))
         .route("/auth/oidc/callback", get(oidc::callback))
+        .route("/m365/session", post(m365_session::session))
         .route("/users", post(users::create))
         .route("/users/me", get(auth::me))
         .route("/users/me/password", put(auth::change_password))

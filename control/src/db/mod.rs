@@ -25,6 +25,7 @@ pub mod events;
 pub mod files;
 pub mod identities;
 pub mod m365_outbox;
+pub mod m365_users;
 pub mod outbox;
 pub mod posts;
 pub mod presence;

@@ -7,11 +7,16 @@
 //!   `sendActivityNotification`).
 //! - [`notify`]: who gets which Teams activity notification, and the
 //!   worker that sends them from the outbox.
+//! - [`token`]: the checks on a Teams SSO token; [`jwks`]: the tenant
+//!   signing keys they use (`POST /api/v1/m365/session` trades a token
+//!   for a session).
 
 pub mod cloud;
 pub mod graph;
+pub mod jwks;
 pub mod notify;
 pub mod tab;
+pub mod token;
 
 use serde::{Deserialize, Serialize};
 
