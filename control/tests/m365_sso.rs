@@ -235,7 +235,11 @@ async fn valid_v1_and_v2_tokens_open_an_embedded_session(kind: Kind) {
         .unwrap()
         .expect("an m365_users row");
     assert_eq!(
-        (row.tenant.as_str(), row.object_id.as_str(), row.host.as_str()),
+        (
+            row.tenant.as_str(),
+            row.object_id.as_str(),
+            row.host.as_str()
+        ),
         (TENANT, OID, "Teams")
     );
     assert_eq!((row.first_seen_at, row.last_seen_at), (T0, T0));
@@ -244,7 +248,11 @@ async fn valid_v1_and_v2_tokens_open_an_embedded_session(kind: Kind) {
     fx.app.clock.advance_ms(60_000);
     let token = RSA.mint(&entra::v2_claims(&APP, &ADA, now() + 60));
     let r = fx
-        .request(SESSION, None, Some(json!({"token": token, "host": "Outlook"})))
+        .request(
+            SESSION,
+            None,
+            Some(json!({"token": token, "host": "Outlook"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["user"]["id"], user_id.as_str());
@@ -298,7 +306,10 @@ async fn each_bad_token_is_refused_with_its_reason(kind: Kind) {
     let header = |alg: &str, kid: &str| json!({"typ": "JWT", "alg": alg, "kid": kid});
     let tampered = {
         let good = RSA.mint(&v1());
-        let other = RSA.mint(&with(v1(), json!({"oid": "11111111-0000-0000-0000-000000000000"})));
+        let other = RSA.mint(&with(
+            v1(),
+            json!({"oid": "11111111-0000-0000-0000-000000000000"}),
+        ));
         let parts: Vec<&str> = good.split('.').collect();
         let other: Vec<&str> = other.split('.').collect();
         format!("{}.{}.{}", parts[0], other[1], parts[2])
@@ -360,7 +371,10 @@ async fn each_bad_token_is_refused_with_its_reason(kind: Kind) {
         ),
         (
             "expired past the skew",
-            RSA.mint(&with(v1(), json!({"iat": t - 7200, "nbf": t - 7200, "exp": t - 61}))),
+            RSA.mint(&with(
+                v1(),
+                json!({"iat": t - 7200, "nbf": t - 7200, "exp": t - 61}),
+            )),
             "expired",
         ),
         (
@@ -378,7 +392,11 @@ async fn each_bad_token_is_refused_with_its_reason(kind: Kind) {
             RSA.mint(&with(v2(), json!({"iat": t + 120}))),
             "not_yet_valid",
         ),
-        ("alg none", entra::unsigned(&v1(), Some("rsa-1")), "alg_none"),
+        (
+            "alg none",
+            entra::unsigned(&v1(), Some("rsa-1")),
+            "alg_none",
+        ),
         (
             "HS256 keyed with the public key",
             entra::hs256(&RSA.public_key_bytes(), &v1(), Some("rsa-1")),
@@ -583,9 +601,16 @@ async fn the_token_comes_once_and_the_host_is_known(kind: Kind) {
         (StatusCode::BAD_REQUEST, "m365_unknown_host")
     );
     let r = fx
-        .request(SESSION, None, Some(json!({"token": good, "tenant": TENANT})))
+        .request(
+            SESSION,
+            None,
+            Some(json!({"token": good, "tenant": TENANT})),
+        )
         .await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_json"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
     let req = Request::builder()
         .method(Method::POST)
         .uri(SESSION)
@@ -611,7 +636,10 @@ async fn the_token_comes_once_and_the_host_is_known(kind: Kind) {
     // Off: the route does not exist for this site.
     let off = Fx::with(kind, |c| c.m365.enabled = false).await;
     let r = off.bearer(&good).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "m365_disabled"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "m365_disabled")
+    );
     assert_eq!(off.jwks.fetches(), 0);
 }
 
@@ -657,10 +685,7 @@ async fn keys_are_fetched_once_and_rotate(kind: Kind) {
         let mut c = entra::v1_claims(&APP, &ADA, now() + 12);
         c["n"] = json!(i);
         let t = RSA
-            .mint_with_header(
-                &json!({"alg": "RS256", "kid": format!("forged-{i}")}),
-                &c,
-            )
+            .mint_with_header(&json!({"alg": "RS256", "kid": format!("forged-{i}")}), &c)
             .unwrap();
         assert_eq!(fx.bearer(&t).await.status, StatusCode::UNAUTHORIZED);
     }
@@ -673,10 +698,21 @@ async fn keys_are_fetched_once_and_rotate(kind: Kind) {
     let reasons: Vec<String> = audit
         .find("login", "refused")
         .iter()
-        .map(|r| r["detail"].as_str().unwrap().split(':').next().unwrap().to_owned())
+        .map(|r| {
+            r["detail"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(reasons.len(), 22);
-    assert!(reasons.iter().all(|r| r == "m365 unknown_key"), "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r == "m365 unknown_key"),
+        "{reasons:?}"
+    );
 }
 
 async fn keys_that_cannot_be_read_make_sign_in_unavailable(kind: Kind) {
@@ -777,7 +813,9 @@ async fn accounts_bind_on_tenant_and_object_id(kind: Kind) {
         tenant: TENANT_B,
         ..ADA
     };
-    let (other, _) = fx.sign_in(&RSA.mint(&entra::v1_claims(&APP, &b, now()))).await;
+    let (other, _) = fx
+        .sign_in(&RSA.mint(&entra::v1_claims(&APP, &b, now())))
+        .await;
     assert_ne!(other, ada);
     let impostor = Person {
         oid: "22222222-0000-0000-0000-000000000000",
@@ -809,7 +847,9 @@ async fn accounts_bind_on_tenant_and_object_id(kind: Kind) {
         upn: "grace@contoso.example",
         name: "Grace Hopper",
     };
-    let r = fx.bearer(&RSA.mint(&entra::v1_claims(&APP, &g, now()))).await;
+    let r = fx
+        .bearer(&RSA.mint(&entra::v1_claims(&APP, &g, now())))
+        .await;
     assert_eq!(r.body["user"]["id"], existing.id.as_str(), "{:?}", r.body);
     assert_eq!(r.body["user"]["email"], "grace@contoso.example");
 }

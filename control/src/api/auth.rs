@@ -270,7 +270,14 @@ pub fn plain_cookie(
     path: &str,
     max_age_secs: u64,
 ) -> HeaderValue {
-    site_plain_cookie(state, CookieSite::FirstParty, name, value, path, max_age_secs)
+    site_plain_cookie(
+        state,
+        CookieSite::FirstParty,
+        name,
+        value,
+        path,
+        max_age_secs,
+    )
 }
 
 fn site_plain_cookie(

@@ -299,7 +299,10 @@ async fn bind(
         .clone()
         .or_else(|| identity.username.clone())
         .map(|n| n.chars().take(128).collect());
-    match identities::user_for(&state.db, &key).await.map_err(db_err)? {
+    match identities::user_for(&state.db, &key)
+        .await
+        .map_err(db_err)?
+    {
         Some((_, true)) => Err(audited(account_disabled())),
         Some((user, false)) => {
             // Access tokens rarely carry `email`: keep the one the account

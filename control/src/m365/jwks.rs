@@ -78,8 +78,7 @@ impl KeyCache {
         {
             return Ok(keys.clone());
         }
-        if f
-            .attempted_ms
+        if f.attempted_ms
             .is_some_and(|t| now_ms - t < REFETCH_AT_MOST_EVERY_MS)
         {
             return held.ok_or_else(|| KeysError::RecentlyFailed {
@@ -112,14 +111,16 @@ impl KeyCache {
         {
             return Ok(Some(keys));
         }
-        if f
-            .attempted_ms
+        if f.attempted_ms
             .is_some_and(|t| now_ms - t < REFETCH_AT_MOST_EVERY_MS)
         {
             return Ok(None);
         }
         let keys = self.fetch(&mut f, now_ms).await?;
-        tracing::info!(keys = keys.len(), "Teams sign-in keys fetched again: a token named an unknown key");
+        tracing::info!(
+            keys = keys.len(),
+            "Teams sign-in keys fetched again: a token named an unknown key"
+        );
         Ok(Some(keys))
     }
 

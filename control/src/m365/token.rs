@@ -167,7 +167,10 @@ impl Alg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PublicKey {
     /// Modulus and exponent, big-endian without leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// The uncompressed point (0x04 || X || Y).
     P256(Vec<u8>),
     P384(Vec<u8>),
@@ -384,18 +387,18 @@ impl Rules {
     }
 
     /// Checks `token` against `keys` at `now` (Unix seconds).
-    pub fn validate(
-        &self,
-        token: &str,
-        keys: &KeySet,
-        now: i64,
-    ) -> Result<SsoIdentity, Rejection> {
+    pub fn validate(&self, token: &str, keys: &KeySet, now: i64) -> Result<SsoIdentity, Rejection> {
         let jws = Jws::parse(token)?;
         let key = keys
             .keys
             .get(&jws.kid)
             .ok_or_else(|| Rejection::UnknownKey(jws.kid.clone()))?;
-        key.verify(&jws.kid, jws.alg, jws.signing_input.as_bytes(), &jws.signature)?;
+        key.verify(
+            &jws.kid,
+            jws.alg,
+            jws.signing_input.as_bytes(),
+            &jws.signature,
+        )?;
         // Signed by the tenant's key: the claims can be read.
         let c = &jws.claims;
         let skew = self.clock_skew_secs;
@@ -460,7 +463,11 @@ impl Rules {
                 });
             }
         }
-        if !self.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
+        if !self
+            .allowed_tenants
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(tid))
+        {
             return Err(Rejection::TenantNotAllowed(tid.to_owned()));
         }
         let scp = str_claim(c, "scp").unwrap_or("");
@@ -580,7 +587,9 @@ mod tests {
             Alg::parse("EdDSA"),
             Err(Rejection::AlgNotAllowed("EdDSA".into()))
         );
-        for a in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"] {
+        for a in [
+            "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+        ] {
             assert_eq!(Alg::parse(a).unwrap().name(), a);
         }
     }
