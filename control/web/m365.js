@@ -149,7 +149,8 @@ async function signIn(teams) {
   if (refusal) {
     tab.refusal = refusal;
     fail(`Enclave did not accept this sign-in: ${refusal.message}`, 'session_refused',
-      { canRetry: refusal.status >= 500, canSignInOtherwise: true });
+      // A stale token from the host's cache (401) may pass on a fresh try.
+      { canRetry: refusal.status === 401 || refusal.status >= 500, canSignInOtherwise: true });
     return;
   }
   openClient();
