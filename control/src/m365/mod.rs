@@ -10,11 +10,13 @@
 //! - [`token`]: the checks on a Teams SSO token; [`jwks`]: the tenant
 //!   signing keys they use (`POST /api/v1/m365/session` trades a token
 //!   for a session).
+//! - [`package`]: the Teams app package (manifest and icons) for the site.
 
 pub mod cloud;
 pub mod graph;
 pub mod jwks;
 pub mod notify;
+pub mod package;
 pub mod tab;
 pub mod token;
 
@@ -286,6 +288,7 @@ impl M365Config {
         if !self.app.id.is_empty() && !is_guid(&self.app.id) {
             errors.push("m365.app.id must be a GUID".into());
         }
+        package::validate_app(self, errors);
         if self.allowed_tenants.is_empty() {
             errors.push("m365.allowed_tenants must list the tenants that may sign in".into());
         }
