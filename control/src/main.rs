@@ -2,7 +2,8 @@
 //! a bad config, every problem listed), then connect and migrate the
 //! database, then bind, then serve until SIGTERM or SIGINT, then drain.
 //! The admin commands (create-user, reset-password, list-sessions,
-//! disable-user, enable-user) share the configuration and the database.
+//! disable-user, enable-user) share the configuration and the database;
+//! m365-package needs the configuration only.
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -118,6 +119,12 @@ enum Command {
         #[arg(long)]
         username: String,
     },
+    /// Write the Teams app package ([m365] must be enabled) to upload in
+    /// the Teams admin center: the same zip as GET /api/v1/m365/app-package.
+    M365Package {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -139,6 +146,9 @@ fn main() -> ExitCode {
     if let Command::CheckConfig = command {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
+    }
+    if let Command::M365Package { out } = &command {
+        return write_m365_package(&config, out);
     }
     if let Err(e) = init_logs(&config) {
         eprintln!("control: {e:#}");
@@ -211,6 +221,39 @@ fn init_logs(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_m365_package(config: &Config, out: &std::path::Path) -> ExitCode {
+    use control::m365::package::{self, PackageError};
+    let c = &config.m365;
+    match package::build(c) {
+        Ok(zip) => match std::fs::write(out, &zip) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote {} ({} bytes): app {} version {}, manifest {}; upload it in the Teams admin center",
+                    out.display(),
+                    zip.len(),
+                    c.app_id(),
+                    c.app.version,
+                    c.app.manifest_version
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("control: {}: {e}", out.display());
+                ExitCode::FAILURE
+            }
+        },
+        // Both are the configuration's doing.
+        Err(e @ (PackageError::Disabled | PackageError::Invalid(_))) => {
+            eprintln!("control: {e}");
+            ExitCode::from(64)
+        }
+        Err(e) => {
+            eprintln!("control: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
     if from_stdin {
         let mut line = String::new();
@@ -242,7 +285,7 @@ async fn run(config: Config, command: Command) -> anyhow::Result<ExitCode> {
         AppState::new(config, db, clock, bus)
     };
     match command {
-        Command::CheckConfig => Ok(ExitCode::SUCCESS),
+        Command::CheckConfig | Command::M365Package { .. } => Ok(ExitCode::SUCCESS),
         Command::Serve => serve(state).await,
         Command::CreateUser {
             username,

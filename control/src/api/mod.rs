@@ -12,6 +12,7 @@ pub mod download;
 pub mod files;
 pub mod hooks;
 pub mod json;
+pub mod m365_package;
 pub mod m365_session;
 pub mod oidc;
 pub mod openapi;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/websocket", get(crate::ws::socket::upgrade))
         .route("/openapi.json", get(openapi::document))
         .route("/m365/tab-config", get(crate::m365::tab::config))
+        .route("/m365/app-package", get(m365_package::download))
         .route("/bots", get(bots::list).post(bots::create))
         .route("/bots/{id}", get(bots::get))
         .route("/bots/{id}/disable", post(bots::disable))
