@@ -31,8 +31,6 @@ pub enum KeysError {
 
 #[derive(Default)]
 struct Fetches {
-    /// When the held keys were fetched.
-    succeeded_ms: Option<i64>,
     /// When a fetch was last started, whatever came of it.
     attempted_ms: Option<i64>,
 }
@@ -40,7 +38,8 @@ struct Fetches {
 pub struct KeyCache {
     url: String,
     refresh_ms: i64,
-    keys: RwLock<Option<Arc<KeySet>>>,
+    /// The keys held, and when they were fetched.
+    keys: RwLock<Option<(Arc<KeySet>, i64)>>,
     /// Held while fetching: one fetch at a time, the others wait for it.
     fetches: tokio::sync::Mutex<Fetches>,
 }
@@ -63,21 +62,31 @@ impl KeyCache {
         }
     }
 
-    fn held(&self) -> Option<Arc<KeySet>> {
+    fn held_since(&self) -> Option<(Arc<KeySet>, i64)> {
         self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn held(&self) -> Option<Arc<KeySet>> {
+        self.held_since().map(|(k, _)| k)
     }
 
     /// The keys to check a token with, fetched first if none are held or
     /// they are due for a refresh.
     pub async fn current(&self, now_ms: i64) -> Result<Arc<KeySet>, KeysError> {
-        let fresh = |f: &Fetches| f.succeeded_ms.is_some_and(|t| now_ms - t < self.refresh_ms);
-        let mut f = self.fetches.lock().await;
-        let held = self.held();
-        if let Some(keys) = &held
-            && fresh(&f)
+        // Fresh keys: no waiting behind a fetch in progress.
+        if let Some((keys, at)) = self.held_since()
+            && now_ms - at < self.refresh_ms
         {
-            return Ok(keys.clone());
+            return Ok(keys);
         }
+        let mut f = self.fetches.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some((keys, at)) = self.held_since()
+            && now_ms - at < self.refresh_ms
+        {
+            return Ok(keys);
+        }
+        let held = self.held();
         if f.attempted_ms
             .is_some_and(|t| now_ms - t < REFETCH_AT_MOST_EVERY_MS)
         {
@@ -143,8 +152,7 @@ impl KeyCache {
         if keys.is_empty() {
             return Err(err("no signing key we can use".into()));
         }
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some(keys.clone());
-        f.succeeded_ms = Some(now_ms);
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Some((keys.clone(), now_ms));
         Ok(keys)
     }
 }
