@@ -198,6 +198,7 @@ async fn valid_v1_and_v2_tokens_open_an_embedded_session(kind: Kind) {
     let r = fx.bearer(&RSA.mint(&v1())).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let user_id = r.body["user"]["id"].as_str().unwrap().to_owned();
+    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
     assert_eq!(r.body["user"]["username"], "ada");
     assert_eq!(r.body["user"]["display_name"], "Ada Lovelace");
     assert!(r.body["session_id"].is_string() && r.body["csrf_token"].is_string());
@@ -277,6 +278,28 @@ async fn valid_v1_and_v2_tokens_open_an_embedded_session(kind: Kind) {
         "{detail}"
     );
     assert!(audit.find("login", "refused").is_empty());
+
+    // Logging out inside the tab ends the session and clears the
+    // partitioned cookies (only cookies with the same attributes do).
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/logout")
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .body(Body::empty())
+        .unwrap();
+    let r = fx.app.send(req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let cleared: Vec<&str> = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .filter(|c| c.contains("Partitioned") && c.contains("Max-Age=0"))
+        .collect();
+    assert_eq!(cleared.len(), 2, "{:?}", r.headers);
+    assert!(cleared[0].starts_with("enclave_session=;"));
+    assert_eq!(fx.me(&cookie).await.status, StatusCode::UNAUTHORIZED);
 }
 
 /// Claims of `base` with `changes` applied (`null` removes a claim).
