@@ -189,3 +189,122 @@ async fn disabled_the_tab_does_not_exist_and_the_client_is_unchanged() {
         "the page's policy otherwise as before"
     );
 }
+
+/// The session cookies a response sets, as sent.
+fn set_cookies(r: &Resp) -> Vec<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn redeem(app: &TestApp, code: &str) -> Resp {
+    app.call(
+        Method::POST,
+        "/api/v1/m365/handoff/redeem",
+        None,
+        Some(json!({ "code": code })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_handoff_code_signs_the_tab_in_once_and_briefly() {
+    let app = app(Cloud::Commercial, true, &[]).await;
+    let alice = app
+        .user("alice", control::db::users::SystemRole::User)
+        .await;
+    let handoff = |who| {
+        app.call(
+            Method::POST,
+            "/api/v1/m365/handoff",
+            Some(who),
+            Some(json!({})),
+        )
+    };
+    // Anonymous: no code.
+    let r = app
+        .call(Method::POST, "/api/v1/m365/handoff", None, Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let r = handoff(&alice).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let code = r.body["code"].as_str().unwrap().to_owned();
+    let r = redeem(&app, &code).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["user"]["id"], alice.id.as_str());
+    let cookies = set_cookies(&r);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for c in &cookies {
+        assert!(
+            c.ends_with("; SameSite=None; Secure; Partitioned"),
+            "a cookie the tab's frame keeps: {c}"
+        );
+    }
+    // The new session works…
+    let session = cookies[0].split(';').next().unwrap().to_owned();
+    let me = app
+        .send(
+            axum::http::Request::builder()
+                .uri("/api/v1/users/me")
+                .header("cookie", &session)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(me.body["id"], alice.id.as_str());
+    // …and the code does not, twice, nor as a session cookie itself.
+    let r = redeem(&app, &code).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "m365_handoff_rejected");
+    assert!(r.body["message"].as_str().unwrap().contains("used"));
+    assert!(set_cookies(&r).is_empty());
+
+    // Past its minute: refused.
+    let code = handoff(&alice).await.body["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.clock
+        .advance_ms(control::api::m365_handoff::CODE_LIFETIME_MS + 1);
+    let r = redeem(&app, &code).await;
+    assert_eq!(r.code(), "m365_handoff_rejected");
+    assert!(r.body["message"].as_str().unwrap().contains("expired"));
+
+    // An ordinary session's secret is no code, nor is a guess.
+    let value = session.trim_start_matches("enclave_session=");
+    for guess in [value, "0123456789abcdef"] {
+        let r = redeem(&app, guess).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{guess}");
+        assert!(r.body["message"].as_str().unwrap().contains("unknown"));
+    }
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/m365/handoff/redeem",
+            None,
+            Some(json!({"code": "x", "token": "y"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "unknown fields");
+}
+
+#[tokio::test]
+async fn disabled_there_is_no_handoff() {
+    let app = app(Cloud::Commercial, false, &[]).await;
+    let alice = app
+        .user("alice", control::db::users::SystemRole::User)
+        .await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/m365/handoff",
+            Some(&alice),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(redeem(&app, "abc").await.status, StatusCode::NOT_FOUND);
+}

@@ -8,9 +8,10 @@
 // runs before this module and leaves `window.microsoftTeams`.
 //
 // With `?auth=popup` the page is the "sign in another way" window the
-// host opened: it runs the normal login and reports back to the tab.
+// host opened: it runs the normal login and hands the tab a one-time code
+// (control/src/api/m365_handoff.rs).
 
-import { get, ApiError } from './api.js';
+import { get, post, ApiError } from './api.js';
 import { h, replace } from './dom.js';
 import { showLogin } from './login.js';
 
@@ -166,7 +167,18 @@ function openClient() {
 async function signInOtherwise(teams) {
   other.disabled = true;
   try {
-    await teams.authentication.authenticate({ url: `${location.pathname}?auth=popup`, width: 600, height: 535 });
+    const code = await teams.authentication.authenticate({ url: `${location.pathname}?auth=popup`, width: 600, height: 535 });
+    say('Opening your Enclave session…', 'handoff');
+    const res = await fetch('/api/v1/m365/handoff/redeem', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code }),
+    });
+    if (!res.ok) {
+      const body = await res.json().catch(() => ({}));
+      throw new Error(body.message ?? `HTTP ${res.status}`);
+    }
     openClient();
   } catch (e) {
     fail(`Signing in another way did not finish (${e?.message ?? e}).`, 'popup_failed',
@@ -222,14 +234,24 @@ async function runPopup() {
     initialized = await withTimeout(teams.app.initialize(config.valid_origins), INITIALIZE_TIMEOUT_MS, 'Microsoft 365')
       .then(() => true, () => false);
   }
-  const done = () => {
+  // Signed in here (first party): a one-time code for the tab, whose
+  // frame cannot use this window's cookies.
+  const done = async () => {
     tab.phase = 'popup_done';
-    if (initialized) teams.authentication.notifySuccess('signed_in');
-    else replace(root, h('main', { id: 'main', class: 'login' }, h('p', { role: 'status' }, 'Signed in. You can close this window.')));
+    if (!initialized) {
+      replace(root, h('main', { id: 'main', class: 'login' }, h('p', { role: 'status' }, 'Signed in. You can close this window.')));
+      return;
+    }
+    try {
+      const { code } = await post('/m365/handoff');
+      teams.authentication.notifySuccess(code);
+    } catch (e) {
+      teams.authentication.notifyFailure(e.message);
+    }
   };
   try {
     await get('/users/me');
-    done();
+    await done();
   } catch {
     tab.phase = 'popup_login';
     showLogin(root, done, undefined, { returnTo: `${location.pathname}${location.search}` });

@@ -12,6 +12,7 @@ pub mod download;
 pub mod files;
 pub mod hooks;
 pub mod json;
+pub mod m365_handoff;
 pub mod m365_package;
 pub mod m365_session;
 pub mod oidc;
@@ -142,6 +143,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/m365/tab-config", get(crate::m365::tab::config))
         .route("/m365/app-package", get(m365_package::download))
+        .route("/m365/handoff", post(m365_handoff::create))
+        .route("/m365/handoff/redeem", post(m365_handoff::redeem))
         .route("/bots", get(bots::list).post(bots::create))
         .route("/bots/{id}", get(bots::get))
         .route("/bots/{id}/disable", post(bots::disable))
