@@ -211,47 +211,18 @@ pub async fn claim(db: &Db, now: i64, lease_ms: i64, limit: i64) -> DbResult<Vec
 }
 
 pub async fn done(db: &Db, id: &str) -> DbResult<()> {
-    sqlx::query("UPDATE m365_outbox SET state = 'done', attempts = attempts + 1 WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
+    super::lease::done(db, "m365_outbox", id).await
 }
 
 /// Records a failed attempt: tried again at `retry_at`, or failed for good
 /// when `retry_at` is None.
 pub async fn attempt_failed(db: &Db, id: &str, error: &str, retry_at: Option<i64>) -> DbResult<()> {
-    let (state, at) = match retry_at {
-        Some(at) => ("pending", at),
-        None => ("failed", 0),
-    };
-    sqlx::query(
-        "UPDATE m365_outbox SET state = $2, attempts = attempts + 1, last_error = $3,
-             next_attempt_at = CASE WHEN $4 > 0 THEN $4 ELSE next_attempt_at END,
-             claimed_until = 0
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(state)
-    .bind(error)
-    .bind(at)
-    .execute(&db.pool)
-    .await?;
-    Ok(())
+    super::lease::attempt_failed(db, "m365_outbox", id, error, retry_at).await
 }
 
 /// Row counts by state, for tests and operators: (pending, done, failed).
 pub async fn counts(db: &Db) -> DbResult<(i64, i64, i64)> {
-    let row = sqlx::query(
-        "SELECT
-            COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) AS p,
-            COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS d,
-            COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS f
-         FROM m365_outbox",
-    )
-    .fetch_one(&db.pool)
-    .await?;
-    Ok((row.try_get("p")?, row.try_get("d")?, row.try_get("f")?))
+    super::lease::counts(db, "m365_outbox").await
 }
 
 /// Whether `user_id`'s ring in `call_id` still rings: a call answered,

@@ -24,6 +24,7 @@ pub mod channels;
 pub mod events;
 pub mod files;
 pub mod identities;
+mod lease;
 pub mod m365_outbox;
 pub mod m365_users;
 pub mod outbox;
