@@ -357,10 +357,11 @@ impl M365Config {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn enabled() -> M365Config {
+    /// A complete, valid section: the unit tests' site.
+    pub(crate) fn enabled() -> M365Config {
         M365Config {
             enabled: true,
             public_url: "https://enclave.example.org".into(),

@@ -406,13 +406,7 @@ mod tests {
     use super::*;
 
     fn site() -> M365Config {
-        M365Config {
-            enabled: true,
-            public_url: "https://enclave.example.org".into(),
-            client_id: "00000000-1111-2222-3333-444444444444".into(),
-            allowed_tenants: vec!["72f988bf-86f1-41af-91ab-2d7cd011db47".into()],
-            ..M365Config::default()
-        }
+        crate::m365::tests::enabled()
     }
 
     #[test]
