@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::auth::{Client, CookieSite, account_disabled, start_session_for};
 use super::json::Json;
-use super::oidc::suggest_username;
+use super::oidc::provision;
 use crate::AppState;
 use crate::audit::{self, Actor};
 use crate::config::Provisioning;
@@ -324,27 +324,15 @@ async fn bind(
                 format!("{key} has no account here and accounts are not created on sign-in"),
             )))
         }
-        None => {
-            let user = identities::provision(
-                &state.db,
-                &external,
-                &suggest_username(&external),
-                display.as_deref().unwrap_or(""),
-                now,
-            )
-            .await
-            .map_err(db_err)?;
-            audit::record(
-                "user_create",
-                &Actor {
-                    user_id: &user.id,
-                    username: &user.username,
-                    ip: &client.ip,
-                },
-                "success",
-                &format!("provisioned at first sign-in from Microsoft 365 for {key}"),
-            );
-            Ok(user)
-        }
+        None => provision(
+            state,
+            client,
+            &external,
+            display.as_deref().unwrap_or(""),
+            now,
+            " from Microsoft 365",
+        )
+        .await
+        .map_err(db_err),
     }
 }

@@ -255,30 +255,7 @@ async fn finish(
                 format!("{who} has no account here and accounts are not created on sign-in"),
             ));
         }
-        None => {
-            let user = identities::provision(
-                &state.db,
-                &identity,
-                &suggest_username(&identity),
-                &display,
-                now,
-            )
-            .await?;
-            audit::record(
-                "user_create",
-                &Actor {
-                    user_id: &user.id,
-                    username: &user.username,
-                    ip: &client.ip,
-                },
-                "success",
-                &format!(
-                    "provisioned at first sign-in for {}",
-                    identity.account_key()
-                ),
-            );
-            user
-        }
+        None => provision(state, client, &identity, &display, now, "").await?,
     };
     let (_, cookies) = start_session(state, client, user, "oidc").await?;
     let mut resp = see_other(outcome.return_to.as_deref().unwrap_or("/"))?;
@@ -286,6 +263,41 @@ async fn finish(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)
+}
+
+/// Creates the account of an identity signing in for the first time, and
+/// audits it; `via` names the sign-in path in the record (" from
+/// Microsoft 365", or "" for this one).
+pub(crate) async fn provision(
+    state: &AppState,
+    client: &Client,
+    identity: &ExternalIdentity,
+    display: &str,
+    now: i64,
+    via: &str,
+) -> crate::db::DbResult<crate::db::users::User> {
+    let user = identities::provision(
+        &state.db,
+        identity,
+        &suggest_username(identity),
+        display,
+        now,
+    )
+    .await?;
+    audit::record(
+        "user_create",
+        &Actor {
+            user_id: &user.id,
+            username: &user.username,
+            ip: &client.ip,
+        },
+        "success",
+        &format!(
+            "provisioned at first sign-in{via} for {}",
+            identity.account_key()
+        ),
+    );
+    Ok(user)
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(q: &str) -> Result<T, AppError> {
