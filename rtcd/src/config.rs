@@ -47,6 +47,12 @@ pub struct RtcConfig {
     pub max_sessions_per_worker: usize,
     pub connect_timeout_secs: u64,
     pub disconnect_timeout_secs: u64,
+    /// How long each subscriber's video packets are kept to answer NACKs
+    /// (0: no resends). Longer windows suit long round trips and cost
+    /// memory per subscribed video stream.
+    pub resend_window_ms: u64,
+    /// Most video packets kept per subscribed stream, whatever their age.
+    pub resend_window_packets: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +115,8 @@ impl Default for RtcConfig {
             max_sessions_per_worker: 10_000,
             connect_timeout_secs: 30,
             disconnect_timeout_secs: 15,
+            resend_window_ms: rtcd_core::DEFAULT_RESEND_WINDOW.as_millis() as u64,
+            resend_window_packets: rtcd_core::DEFAULT_RESEND_WINDOW_PACKETS,
         }
     }
 }
@@ -241,6 +249,12 @@ impl Config {
         }
         if self.rtc.max_sessions_per_worker == 0 {
             errors.push("rtc.max_sessions_per_worker must be at least 1".into());
+        }
+        if self.rtc.resend_window_ms > 10_000 {
+            errors.push("rtc.resend_window_ms must be at most 10000".into());
+        }
+        if !(1..=10_000).contains(&self.rtc.resend_window_packets) {
+            errors.push("rtc.resend_window_packets must be between 1 and 10000".into());
         }
         if self.api.max_message_bytes < 4096 {
             errors.push("api.max_message_bytes must be at least 4096".into());

@@ -30,7 +30,30 @@ pub struct CoreConfig {
     pub keyframe_request_interval: Duration,
     /// Most sessions this core accepts; further joins are refused.
     pub max_sessions: usize,
+    /// How long a video packet sent to a subscriber stays available for a
+    /// resend on NACK. Each outgoing video stream keeps its own window
+    /// (str0m's per-stream resend cache), so this times the subscriber's
+    /// video rate is most of what a subscriber costs in memory.
+    pub resend_window: Duration,
+    /// Most packets one outgoing video stream keeps for resends, whatever
+    /// their age: the bound for very high rates.
+    pub resend_window_packets: usize,
 }
+
+/// A receiver asks for a lost packet about one round trip after the gap
+/// (the next packet shows it), and again each round trip while it waits.
+/// One second is what a browser keeps for its own resends (at least 1 s,
+/// or 3 round trips), so a subscriber gets from rtcd what it would get
+/// from the publisher directly: a request and a retry up to ~400 ms of
+/// round trip. Each kept packet costs a subscriber stream 432 bytes of
+/// str0m's bookkeeping (the payload itself is shared); str0m's own default,
+/// 3 s and up to 1000 packets, held ~330 KiB per 1.5 Mbit/s subscribed
+/// stream (heaptrack, `bench/scripts/heap-rtcd.sh`), 1 s holds ~150 KiB.
+pub const DEFAULT_RESEND_WINDOW: Duration = Duration::from_secs(1);
+
+/// 1 s of a 4.5 Mbit/s stream of 1.1 kB packets, more than a screen share
+/// or a camera's top layer sends.
+pub const DEFAULT_RESEND_WINDOW_PACKETS: usize = 512;
 
 impl CoreConfig {
     pub fn new(dtls_cert: DtlsCert) -> Self {
@@ -44,6 +67,8 @@ impl CoreConfig {
             disconnect_timeout: Duration::from_secs(15),
             keyframe_request_interval: Duration::from_millis(500),
             max_sessions: 10_000,
+            resend_window: DEFAULT_RESEND_WINDOW,
+            resend_window_packets: DEFAULT_RESEND_WINDOW_PACKETS,
         }
     }
 

@@ -223,6 +223,18 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
+            if class == MediaClass::Video && !out.resend_window_set {
+                // str0m keeps 3 s per stream unless told otherwise (only
+                // the packet cap is an `RtcConfig` setting); this drops
+                // the (empty) cache once, before the first packet. 0.15 is
+                // str0m's default cap on the share of resent bytes.
+                tx.set_rtx_cache(
+                    self.config.resend_window_packets,
+                    self.config.resend_window,
+                    Some(0.15),
+                );
+                out.resend_window_set = true;
+            }
             tx.write_rtp(
                 RtpWrite::new(out_pt, seq.into(), ts, f.arrival, f.payload.clone())
                     .marker(f.marker)

@@ -126,6 +126,8 @@ pub(crate) struct OutTrack {
     pub pt_map: Option<(Pt, Pt)>,
     /// rtcd added this m-line by renegotiation (so it may stop it).
     pub ours: bool,
+    /// The outgoing stream's resend cache has been given rtcd's window.
+    pub resend_window_set: bool,
 }
 
 impl OutTrack {
@@ -144,6 +146,7 @@ impl OutTrack {
             rewriter: Rewriter::new(clock),
             pt_map: None,
             ours,
+            resend_window_set: false,
         }
     }
 }

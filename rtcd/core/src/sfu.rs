@@ -547,6 +547,9 @@ impl Sfu {
                 pass: new_ice_password(),
             })
             .set_stats_interval(Some(std::time::Duration::from_secs(5)))
+            // Caps every outgoing video stream's resend cache in packets;
+            // its age limit is set per stream on the first write (`forward`).
+            .set_send_buffer_video(self.config.resend_window_packets)
             .build(now);
         for addr in &self.config.udp_candidates {
             if let Ok(c) = Candidate::host(*addr, "udp") {

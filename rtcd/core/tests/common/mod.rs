@@ -56,6 +56,10 @@ pub struct Net {
     pub events: Vec<FromRtcd>,
     pub call: CallId,
     pub downlink_filter: Filter,
+    /// A client whose datagrams to the SFU are held back (in order) until
+    /// [`Net::release_uplink`], as a congested uplink delays them.
+    pub uplink_held: Option<usize>,
+    held: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 pub fn sfu_addr() -> SocketAddr {
@@ -64,6 +68,11 @@ pub fn sfu_addr() -> SocketAddr {
 
 impl Net {
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A network whose SFU runs with `tune` applied to the default config.
+    pub fn with_config(tune: impl FnOnce(&mut CoreConfig)) -> Self {
         if let Ok(filter) = std::env::var("RTCD_TEST_LOG") {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -73,6 +82,7 @@ impl Net {
         let now = Instant::now();
         let mut config = CoreConfig::new(rtcd_core::generate_dtls_cert());
         config.udp_candidates = vec![sfu_addr()];
+        tune(&mut config);
         let mut sfu = Sfu::new(config);
         let call = CallId::new("call-1").unwrap();
         sfu.create_call(call.clone());
@@ -83,7 +93,28 @@ impl Net {
             events: Vec::new(),
             call,
             downlink_filter: Box::new(|_, _| Verdict::Deliver),
+            uplink_held: None,
+            held: Vec::new(),
         }
+    }
+
+    /// Delivers what the held client sent meanwhile, in order, and stops
+    /// holding.
+    pub fn release_uplink(&mut self) {
+        self.uplink_held = None;
+        let now = self.now;
+        for (source, destination, contents) in std::mem::take(&mut self.held) {
+            let _ = self.sfu.handle_datagram(
+                now,
+                Datagram {
+                    proto: Protocol::Udp,
+                    source,
+                    destination,
+                    contents: &contents,
+                },
+            );
+        }
+        self.pump();
     }
 
     /// Adds a client through control's path: AddSession, then the client's
@@ -245,6 +276,10 @@ impl Net {
                         continue;
                     }
                     let contents: Vec<u8> = t.contents.into();
+                    if self.uplink_held == Some(ci) {
+                        self.held.push((t.source, t.destination, contents));
+                        continue;
+                    }
                     let now = self.now;
                     let _ = self.sfu.handle_datagram(
                         now,
