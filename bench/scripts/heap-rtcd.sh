@@ -30,14 +30,24 @@ rm -f "$out"/heaptrack.rtcd.*
 wrapper="$out/rtcd-under-heaptrack.sh"
 cat > "$wrapper" <<WRAP
 #!/bin/sh
-exec env ${RTCD_ENV:-} heaptrack -o "$out/heaptrack.rtcd" "$rtcd" "\$@"
+exec env HEAP_RTCD_RUN="$out" ${RTCD_ENV:-} heaptrack -o "$out/heaptrack.rtcd" "$rtcd" "\$@"
 WRAP
 chmod +x "$wrapper"
 
 RTCD_BIN="$wrapper" "$bench" run "$@" --wait-quiet 0 --out "$out" > "$out/bench.txt" 2>&1 || true
-# heaptrack finishes writing after rtcd exits.
+# The bench's SIGTERM reaches the heaptrack shell, not rtcd under it: stop
+# this run's rtcd (its binary, marked with this run's directory), then let
+# heaptrack finish writing.
+ours() {
+  for e in /proc/[0-9]*/environ; do
+    p=${e#/proc/}; p=${p%/environ}
+    [ "$(readlink "/proc/$p/exe" 2> /dev/null)" = "$(readlink -f "$rtcd")" ] || continue
+    tr '\0' '\n' < "$e" 2> /dev/null | grep -qx "HEAP_RTCD_RUN=$out" && echo "$p"
+  done
+}
+for p in $(ours); do kill -TERM "$p"; done
 for _ in $(seq 1 120); do
-  pgrep -f "heaptrack.rtcd" > /dev/null || break
+  [ -z "$(ours)" ] && ! pgrep -f "heaptrack_interpret" > /dev/null && break
   sleep 1
 done
 data=$(ls "$out"/heaptrack.rtcd.* | head -1)
