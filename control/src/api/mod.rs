@@ -22,6 +22,7 @@ pub mod posts;
 pub mod presence;
 pub mod search;
 pub mod teams;
+pub mod user_search;
 pub mod users;
 pub mod webhooks;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
             get(presence::mine).put(presence::set_mine),
         )
         .route("/users/status", get(presence::statuses))
+        .route("/users/search", get(user_search::search))
         .route("/users/{id}", get(users::get))
         .route("/users/{id}/disable", post(users::disable))
         .route("/users/{id}/enable", post(users::enable))

@@ -310,3 +310,78 @@ pub async fn ids_by_username(db: &Db, usernames: &[&str]) -> DbResult<Vec<(Strin
     }
     Ok(out)
 }
+
+/// What a people search looks for, and on whose behalf.
+pub struct Lookup<'a> {
+    /// Lower-case text that a username, a display name or a word of the
+    /// display name starts with.
+    pub prefix: &'a str,
+    /// Who asks: they find only the people they may see.
+    pub caller: &'a str,
+    /// System admins see every account.
+    pub caller_is_admin: bool,
+    /// Only members of this team.
+    pub team_id: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// `%` and `_` are LIKE's wildcards and `\` its escape (both databases
+/// take `ESCAPE '\'`): a typed `_` means an underscore.
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Enabled accounts matching `l.prefix` (case-insensitive; SQLite folds
+/// ASCII letters only) that the caller may see: people who share a team
+/// with them, where the caller is not a team guest, or who share any
+/// channel (direct and group messages included) with them; system admins
+/// see everyone. The calls' recorder is no one to talk to. An exact
+/// username comes first, then usernames in order.
+pub async fn search(db: &Db, l: Lookup<'_>) -> DbResult<Vec<User>> {
+    let p = like_escaped(l.prefix);
+    let sql = format!(
+        "SELECT u.id, u.username, u.email, u.display_name, u.system_role, u.created_at, u.disabled_at
+         FROM users u
+         WHERE u.deleted_at IS NULL AND u.disabled_at IS NULL AND u.id <> $1
+           AND (LOWER(u.username) LIKE $2 ESCAPE '\\'
+                OR LOWER(u.display_name) LIKE $2 ESCAPE '\\'
+                OR LOWER(u.display_name) LIKE $3 ESCAPE '\\')
+           AND ($4 = 1 OR u.id = $5
+                OR EXISTS (SELECT 1 FROM team_members mine
+                           JOIN team_members theirs ON theirs.team_id = mine.team_id
+                           JOIN teams t ON t.id = mine.team_id AND t.deleted_at IS NULL
+                           WHERE mine.user_id = $5 AND mine.role <> 'guest' AND theirs.user_id = u.id)
+                OR EXISTS (SELECT 1 FROM channel_members mine
+                           JOIN channel_members theirs ON theirs.channel_id = mine.channel_id
+                           JOIN channels c ON c.id = mine.channel_id AND c.deleted_at IS NULL
+                           WHERE mine.user_id = $5 AND theirs.user_id = u.id))
+           {team}
+         ORDER BY CASE WHEN LOWER(u.username) = $6 THEN 0 ELSE 1 END, u.username
+         LIMIT $7",
+        team = if l.team_id.is_some() {
+            "AND EXISTS (SELECT 1 FROM team_members tm WHERE tm.team_id = $8 AND tm.user_id = u.id)"
+        } else {
+            ""
+        },
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(super::call_jobs::BOT_USER_ID)
+        .bind(format!("{p}%"))
+        .bind(format!("% {p}%"))
+        .bind(i64::from(l.caller_is_admin))
+        .bind(l.caller)
+        .bind(l.prefix)
+        .bind(l.limit);
+    if let Some(team) = l.team_id {
+        q = q.bind(team);
+    }
+    let rows = q.fetch_all(&db.pool).await?;
+    rows.iter().map(user).collect()
+}
