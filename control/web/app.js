@@ -9,6 +9,7 @@ import { Sidebar } from './sidebar.js';
 import { ChannelView } from './posts.js';
 import { Calls } from './call.js';
 import { Reviewer } from './review.js';
+import { ChannelActions } from './channels.js';
 
 const root = document.getElementById('root');
 
@@ -24,6 +25,9 @@ const app = {
   view: null,
   calls: null,
   review: null,
+  actions: null,
+  reload: () => reload(),
+  closeNav: null,
 };
 // Read-only introspection for the browser tests and for support: what the
 // page is showing, never a way to act.
@@ -75,6 +79,7 @@ async function start(me) {
     h('div', { class: 'layout' }, sidebarEl, main, thread),
     h('div', { id: 'ringing' }),
   );
+  app.actions = new ChannelActions(app);
   app.sidebar = new Sidebar(sidebarEl, app);
   app.view = new ChannelView(app, { main, thread });
   app.calls = new Calls(app);
@@ -85,6 +90,7 @@ async function start(me) {
     navToggle.setAttribute('aria-expanded', String(open));
     if (open) sidebarEl.querySelector('a')?.focus();
   }
+  app.closeNav = () => toggleNav(false);
   sidebarEl.addEventListener('click', (e) => { if (e.target.closest('a')) toggleNav(false); });
   sidebarEl.addEventListener('keydown', (e) => { if (e.key === 'Escape' && document.body.classList.contains('nav-open')) { toggleNav(false); navToggle.focus(); } });
 

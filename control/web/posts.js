@@ -42,6 +42,7 @@ export class ChannelView {
       h('h1', { id: 'channel-title' }, label),
       channel.purpose && h('p', { class: 'purpose' }, channel.purpose),
       h('div', { class: 'channel-tools', id: 'channel-tools' }),
+      this.app.actions?.headerMenu(channel),
     );
     replace(this.main,
       this.header,
@@ -260,10 +261,13 @@ export class ChannelView {
     composer.input.focus();
   }
 
-  // A linked post: its thread open, the post marked and focused.
+  // A linked post (a deep link, a search result), marked and focused: a
+  // message shown in the channel where it is; a reply, or a message too
+  // old to be among those loaded, in its thread.
   async showPost(p) {
-    await this.openThread(p.root_id || p.id);
-    const el = document.getElementById(`thread-post-${p.id}`);
+    const inChannel = !p.root_id && document.getElementById(`post-${p.id}`);
+    if (!inChannel) await this.openThread(p.root_id || p.id);
+    const el = inChannel || document.getElementById(`thread-post-${p.id}`);
     if (!el) return;
     el.classList.add('linked');
     el.tabIndex = -1;
@@ -376,8 +380,12 @@ export class ChannelView {
       for (const r of posts.results) {
         // A transcript's line opens the recording at the time it was said.
         const line = r.post.user_id === RECORDER_USER_ID ? lineFor(r.post.message, q) : null;
-        results.append(h('li', { class: 'result' },
-          h('a', { href: `#/c/${r.post.channel_id}` }, r.channel?.display_name || r.channel?.name || 'channel'),
+        // A direct or group channel is named for its people, as in the sidebar.
+        const mine = this.app.channels.get(r.post.channel_id);
+        const where = mine ? await this.app.sidebar.channelLabel(mine) : r.channel?.display_name || r.channel?.name || 'channel';
+        results.append(h('li', { class: 'result', dataset: { result: r.post.id } },
+          h('a', { href: `#/c/${r.post.channel_id}` }, where),
+          ' · ', h('a', { class: 'jump', href: `#/p/${r.post.id}`, 'aria-label': `Jump to the message in ${where}` }, 'Jump'),
           ' · ', h('strong', {}, await userName(r.post.user_id)), ' · ', time(r.post.created_at),
           line && [' · ', h('a', { class: 'at-time', href: `#/review/${r.post.id}?t=${line.seconds}` },
             `▶ Play at ${duration(line.seconds * 1000)}: ${line.speaker}: ${line.text}`)],

@@ -7,8 +7,11 @@ import { userName } from './api.js';
 
 export class Sidebar {
   constructor(el, app) {
-    this.el = el;
     this.app = app;
+    // The buttons stay while the lists below them are redrawn, so a
+    // button keeps the keyboard's focus when an event arrives.
+    this.el = h('div', { class: 'sidebar-lists' });
+    replace(el, app.actions?.toolbar(), this.el);
   }
 
   async channelLabel(c) {

@@ -1,0 +1,531 @@
+//! The web client's ways into conversations, in headless Chromium against
+//! a real control (in process, SQLite in a temporary folder, on loopback
+//! in a private network namespace). Scenarios: tests/browser/chat.mjs.
+//!
+//! - `channels`: one user creates a public channel from the keyboard and
+//!   is refused a second of the same name; another, 320 px wide, finds it
+//!   in Browse, joins, and they talk; a private channel gets the second
+//!   user through the people picker; leaving puts the channel back in
+//!   Browse. What the pages did is checked against control's own state.
+//! - `direct_and_group`: a direct message started by typing part of a
+//!   display name, its unread badge at the 320 px page and the reply; a
+//!   group message of three.
+//! - `files_and_search`: an image attached and sent through the page; the
+//!   other user sees its thumbnail and downloads the same bytes; search
+//!   from the top bar and Jump to a post far back in another channel.
+//!
+//! Screenshots go to tests/artifacts/browser_chat_*.png. Skipped (ignored)
+//! without node, Chromium or tests/browser/node_modules, unless
+//! ENCLAVE_REQUIRE_BROWSER=1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, ensure};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request};
+use control::bus::LocalBus;
+use control::clock::SystemClock;
+use control::db::Db;
+use control::db::users::SystemRole;
+use control::{AppState, Config};
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::{Value, json};
+use tests::{browser, netns};
+use tower::ServiceExt as _;
+
+type TestFn = fn() -> Result<(), Failed>;
+
+const PASSWORD: &str = "Correct-Horse-9-Battery";
+
+fn main() {
+    let netns = netns::enter_isolated_loopback();
+    let mut args = Arguments::from_args();
+    args.test_threads.get_or_insert(1);
+    let no_browser = netns
+        .as_ref()
+        .err()
+        .map(|e| format!("no private network namespace: {e:#}"))
+        .or_else(browser::browser_unavailable_reason);
+    let required = browser::browser_required();
+    if let Some(why) = &no_browser {
+        eprintln!(
+            "browser_chat: {} browser tests: {why}",
+            if required { "failing" } else { "skipping" }
+        );
+    }
+    let tests: [(&str, TestFn); 3] = [
+        ("channels", channels),
+        ("direct_and_group", direct_and_group),
+        ("files_and_search", files_and_search),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            let skip = no_browser.clone();
+            Trial::test(name, move || match skip {
+                Some(why) => Err(why.into()),
+                None => f(),
+            })
+            .with_ignored_flag(no_browser.is_some() && !required)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Control serving on loopback until dropped. Chat only: no media node.
+struct Control {
+    rt: tokio::runtime::Runtime,
+    state: AppState,
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+struct User {
+    id: String,
+    username: String,
+    display_name: String,
+    token: String,
+}
+
+impl User {
+    fn login(&self) -> Value {
+        json!({"username": self.username, "password": PASSWORD})
+    }
+}
+
+impl Control {
+    fn start() -> Result<Control> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let dir = tempfile::tempdir()?;
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_owned();
+        config.server.drain_secs = 1;
+        // Plain http on loopback.
+        config.auth.cookie_secure = false;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("control.db").display()
+        );
+        let (state, listener) = rt.block_on(async {
+            let db = Db::connect(&url, 5).await?;
+            let state = AppState::new(config, db, Arc::new(SystemClock), LocalBus::new());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            anyhow::Ok((state, listener))
+        })?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(control::run(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(Control {
+            rt,
+            state,
+            base,
+            stop: Some(stop),
+            _dir: dir,
+        })
+    }
+
+    fn user(&self, name: &str, display_name: &str) -> Result<User> {
+        self.rt.block_on(async {
+            let u = control::api::users::create_local_user(
+                &self.state,
+                name,
+                PASSWORD,
+                None,
+                display_name,
+                SystemRole::User,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
+            let token = control::auth::tokens::random_secret(control::auth::PAT_PREFIX);
+            control::db::sessions::create_token(
+                &self.state.db,
+                &u.id,
+                "browser test",
+                &control::auth::tokens::hash_secret(&token),
+                0,
+            )
+            .await?;
+            Ok(User {
+                id: u.id,
+                username: name.into(),
+                display_name: display_name.into(),
+                token,
+            })
+        })
+    }
+
+    /// A JSON request through the router (no socket), as `who`.
+    fn call(&self, method: Method, path: &str, who: &User, body: Value) -> Result<Value> {
+        self.rt.block_on(async {
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(format!("/api/v1{path}"))
+                .header("authorization", format!("Bearer {}", who.token))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))?;
+            let peer: SocketAddr = "127.0.0.1:1".parse()?;
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let resp = control::app(self.state.clone()).oneshot(req).await?;
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            ensure!(status.is_success(), "{method} {path}: {status} {v}");
+            Ok(v)
+        })
+    }
+
+    /// The team "crew" of `members` (the first its admin) with open
+    /// channels `names` that everyone joined; returns (team, channel ids).
+    fn team(&self, members: &[&User], names: &[&str]) -> Result<(String, Vec<String>)> {
+        let admin = members[0];
+        let team = self.call(
+            Method::POST,
+            "/teams",
+            admin,
+            json!({"name": "crew", "display_name": "Crew"}),
+        )?;
+        let team = team["id"].as_str().context("team id")?.to_owned();
+        for m in &members[1..] {
+            self.call(
+                Method::POST,
+                &format!("/teams/{team}/members"),
+                admin,
+                json!({"user_id": m.id}),
+            )?;
+        }
+        let mut ids = Vec::new();
+        for name in names {
+            let c = self.call(
+                Method::POST,
+                &format!("/teams/{team}/channels"),
+                admin,
+                json!({"name": name, "display_name": name, "kind": "open"}),
+            )?;
+            let id = c["id"].as_str().context("channel id")?.to_owned();
+            for m in &members[1..] {
+                self.call(Method::POST, &format!("/channels/{id}/join"), m, json!({}))?;
+            }
+            ids.push(id);
+        }
+        Ok((team, ids))
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn check(ok: bool, what: String) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(what.into()) }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn texts(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default()
+}
+
+fn channels() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let ada = c.user("ada", "Ada Lovelace")?;
+    let bruno = c.user("bruno", "Bruno Bell")?;
+    let (team, _) = c.team(&[&ada, &bruno], &["town"])?;
+    let shot = browser::artifacts_dir().join("browser_chat_channels_320.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "chat-channels",
+        "base": c.base,
+        "users": [ada.login(), bruno.login()],
+        "channel_title": "Launch plans",
+        "private_title": "Secret ops",
+        "search_b": "bel",
+        "name_b": bruno.display_name,
+        "timeout_ms": 120_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("channels: {r}");
+    check(
+        r["create_focus"] == "new-channel-title",
+        format!("the dialog focuses its first field: {}", r["create_focus"]),
+    )?;
+    check(
+        r["slug"] == "launch-plans",
+        format!("address {}", r["slug"]),
+    )?;
+    check(r["public_by_default"] == true, "public by default".into())?;
+    check(
+        r["create_dialog_closed"] == true && r["created_in_sidebar"] == true,
+        format!(
+            "created: dialog closed {}, in the sidebar {}",
+            r["create_dialog_closed"], r["created_in_sidebar"]
+        ),
+    )?;
+    check(
+        text(&r["name_taken_message"]).contains("“launch-plans” already exists"),
+        format!("refusal: {}", r["name_taken_message"]),
+    )?;
+    check(
+        r["name_taken_focus"] == "new-channel-name",
+        format!("focus after the refusal: {}", r["name_taken_focus"]),
+    )?;
+    check(r["escape_closes_dialog"] == true, "Escape".into())?;
+    check(
+        r["narrow_dialog_fits"] == true && r["page_fits_320"] == true,
+        format!(
+            "at 320 px: dialog {}, page {}",
+            r["narrow_dialog_fits"], r["page_fits_320"]
+        ),
+    )?;
+    let listed = texts(&r["browse_listed"]);
+    check(
+        listed.len() == 1 && listed[0].contains("Launch plans"),
+        format!("Browse lists only the channel not joined: {listed:?}"),
+    )?;
+    check(
+        r["narrow_sidebar_closed_after_join"] == true,
+        "the narrow sidebar closes on join".into(),
+    )?;
+    check(r["private_icon"] == "🔒", format!("{}", r["private_icon"]))?;
+    check(
+        texts(&r["add_options"]) == ["Bruno Bell @bruno"],
+        format!("people found for 'bel': {}", r["add_options"]),
+    )?;
+    let members = texts(&r["private_members"]);
+    check(
+        members == ["Ada Lovelace", "Bruno Bell"],
+        format!("private channel members: {members:?}"),
+    )?;
+    check(
+        r["left_gone_from_sidebar"] == true && r["left_listed_again"] == true,
+        "after leaving: gone from the sidebar, back in Browse".into(),
+    )?;
+
+    // What the pages did, in control's own state.
+    let list = c.call(
+        Method::GET,
+        &format!("/teams/{team}/channels"),
+        &ada,
+        json!(null),
+    );
+    let list = list.map_err(|e| format!("{e:#}"))?;
+    let by_name = |n: &str| {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|ch| ch["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let launch = by_name("launch-plans");
+    let secret = by_name("secret-ops");
+    check(
+        launch["kind"] == "open" && launch["display_name"] == "Launch plans",
+        format!("{launch}"),
+    )?;
+    check(secret["kind"] == "private", format!("{secret}"))?;
+    let in_launch = c.call(
+        Method::GET,
+        &format!("/channels/{}/members", text(&launch["id"])),
+        &ada,
+        json!(null),
+    )?;
+    check(
+        in_launch == json!([ada.id]),
+        format!("bruno left launch-plans: {in_launch}"),
+    )?;
+    let mut in_secret: Vec<String> = serde_json::from_value(c.call(
+        Method::GET,
+        &format!("/channels/{}/members", text(&secret["id"])),
+        &ada,
+        json!(null),
+    )?)
+    .map_err(|e| e.to_string())?;
+    in_secret.sort();
+    let mut want = vec![ada.id.clone(), bruno.id.clone()];
+    want.sort();
+    check(
+        in_secret == want,
+        format!("secret-ops members {in_secret:?}"),
+    )?;
+    check(
+        shot.is_file(),
+        format!("no screenshot at {}", shot.display()),
+    )?;
+    eprintln!(
+        "created in {} ms, joined in {} ms, messages {} / {} ms; screenshot {}",
+        r["create_ms"],
+        r["join_ms"],
+        r["a_to_b_ms"],
+        r["b_to_a_ms"],
+        shot.display()
+    );
+    Ok(())
+}
+
+fn direct_and_group() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let ada = c.user("ada", "Ada Lovelace")?;
+    let bruno = c.user("bruno", "Bruno Bell")?;
+    let cleo = c.user("cleo", "Cleo Chen")?;
+    c.team(&[&ada, &bruno, &cleo], &["town"])?;
+    let shot = browser::artifacts_dir().join("browser_chat_direct_320.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "chat-direct",
+        "base": c.base,
+        "users": [ada.login(), bruno.login(), cleo.login()],
+        "search_b": "bel",
+        "search_c": "chen",
+        "name_a": ada.display_name,
+        "name_b": bruno.display_name,
+        "name_c": cleo.display_name,
+        "timeout_ms": 120_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("direct: {r}");
+    check(
+        texts(&r["dm_options"]) == ["Bruno Bell @bruno"],
+        format!("people found for 'bel': {}", r["dm_options"]),
+    )?;
+    check(
+        text(&r["dm_badge_text"])
+            .chars()
+            .next()
+            .is_some_and(|d| d.is_ascii_digit() && d != '0'),
+        format!("unread badge at the 320 px page: {}", r["dm_badge_text"]),
+    )?;
+    check(
+        r["dm_label_at_b"] == "Ada Lovelace",
+        format!(
+            "the direct message is named for its other person: {}",
+            r["dm_label_at_b"]
+        ),
+    )?;
+    check(r["dm_badge_cleared"] == true, "badge cleared".into())?;
+    check(
+        r["group_is_new"] == true
+            && texts(&r["group_picked"]).len() == 2
+            && text(&r["group_label_at_c"]).contains("Ada Lovelace")
+            && text(&r["group_label_at_c"]).contains("Bruno Bell"),
+        format!(
+            "group: picked {}, named at cleo's {}",
+            r["group_picked"], r["group_label_at_c"]
+        ),
+    )?;
+    check(
+        text(&r["group_badge_at_b"]).starts_with(|d: char| d.is_ascii_digit() && d != '0'),
+        format!("group badge at bruno's: {}", r["group_badge_at_b"]),
+    )?;
+    let dm = text(&r["dm_hash"]).trim_start_matches("#/c/").to_owned();
+    let members = c.call(
+        Method::GET,
+        &format!("/channels/{dm}/members"),
+        &bruno,
+        json!(null),
+    )?;
+    check(
+        texts(&members).len() == 2 && texts(&members).contains(&ada.id.as_str()),
+        format!("direct channel members {members}"),
+    )?;
+    check(
+        shot.is_file(),
+        format!("no screenshot at {}", shot.display()),
+    )?;
+    eprintln!(
+        "badge after {} ms, reply after {} ms; group badge {} ms, reply {} ms; screenshot {}",
+        r["dm_badge_ms"],
+        r["dm_reply_ms"],
+        r["group_badge_ms"],
+        r["group_reply_at_a_ms"],
+        shot.display()
+    );
+    Ok(())
+}
+
+fn files_and_search() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let ada = c.user("ada", "Ada Lovelace")?;
+    let bruno = c.user("bruno", "Bruno Bell")?;
+    let (_, ids) = c.team(&[&ada, &bruno], &["town", "general"])?;
+    // The post to find, then enough after it that it starts off screen.
+    let target = c.call(
+        Method::POST,
+        &format!("/channels/{}/posts", ids[1]),
+        &ada,
+        json!({"message": "the quartz report is ready"}),
+    )?;
+    let target = text(&target["id"]).to_owned();
+    for i in 0..40 {
+        c.call(
+            Method::POST,
+            &format!("/channels/{}/posts", ids[1]),
+            &ada,
+            json!({"message": format!("later message {i}")}),
+        )?;
+    }
+    let shot = browser::artifacts_dir().join("browser_chat_files_search.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "chat-files",
+        "base": c.base,
+        "users": [ada.login(), bruno.login()],
+        "channel": "town",
+        "query": "quartz",
+        "post_id": target,
+        "timeout_ms": 120_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("files: {r}");
+    check(r["chosen"] == "map.png", format!("chosen {}", r["chosen"]))?;
+    let thumb = &r["thumbnail"];
+    check(
+        thumb["width"]
+            .as_i64()
+            .is_some_and(|w| (1..=120).contains(&w))
+            && text(&thumb["src"]).ends_with("/thumbnail"),
+        format!("thumbnail {thumb}"),
+    )?;
+    check(
+        r["download_same"] == true && r["download_name"] == "map.png",
+        format!(
+            "download {} ({} bytes, same {})",
+            r["download_name"], r["download_bytes"], r["download_same"]
+        ),
+    )?;
+    check(
+        r["jump_channel"] == "general"
+            && r["jump_hash"] == format!("#/p/{target}")
+            && r["jump_focused"] == true
+            && r["jump_in_view"] == true
+            && r["jump_text"] == "the quartz report is ready",
+        format!(
+            "jump: channel {}, hash {}, focused {}, in view {}, text {}",
+            r["jump_channel"], r["jump_hash"], r["jump_focused"], r["jump_in_view"], r["jump_text"]
+        ),
+    )?;
+    check(
+        shot.is_file(),
+        format!("no screenshot at {}", shot.display()),
+    )?;
+    eprintln!(
+        "file post after {} ms; search {} ms, jump {} ms; screenshot {}",
+        r["file_post_ms"],
+        r["search_ms"],
+        r["jump_ms"],
+        shot.display()
+    );
+    Ok(())
+}
