@@ -124,6 +124,7 @@ async fn session(node: Arc<Node>, socket: WebSocket) {
                 let reply = match incoming {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<ToRtcd>(&t) {
                         Ok(ToRtcd::GetLoad) => Some(FromRtcd::Load(node.load())),
+                        Ok(ToRtcd::ListCalls) => Some(FromRtcd::Calls { calls: node.call_ids() }),
                         Ok(ToRtcd::Hello { .. }) => None,
                         Ok(msg) => node.command(conn, msg).err().map(FromRtcd::Error),
                         Err(e) => {

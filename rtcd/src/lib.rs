@@ -174,8 +174,10 @@ impl Rtcd {
 
     /// Stops taking new calls (`/readyz` turns 503) and waits until running
     /// calls end or `deadline` passes. Returns the calls still running.
+    /// The deadline goes into the load reports, so control moves the
+    /// calls elsewhere before it passes and the node empties early.
     pub async fn drain(&self, deadline: Duration) -> usize {
-        self.node.start_drain();
+        self.node.start_drain_until(clock::now() + deadline);
         let until = tokio::time::Instant::now() + deadline;
         tracing::info!(calls = self.node.call_count(), ?deadline, "draining");
         while self.node.call_count() > 0 && tokio::time::Instant::now() < until {

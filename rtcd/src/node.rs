@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use signaling::rtcd::{ErrorCode, FromRtcd, NodeLoad, RtcdError, SessionState, ToRtcd};
 use signaling::{CallId, SessionId};
@@ -41,6 +42,9 @@ pub struct Node {
     conns: Mutex<HashMap<ConnId, mpsc::Sender<FromRtcd>>>,
     next_conn: AtomicU64,
     draining: AtomicBool,
+    /// When the drain closes what is left; reported to control so it can
+    /// move the calls before then.
+    drain_deadline: Mutex<Option<Instant>>,
     pub rejections: Rejections,
     pub tcp: Arc<TcpRegistry>,
     pub udp_port: u16,
@@ -61,6 +65,7 @@ impl Node {
             conns: Mutex::default(),
             next_conn: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            drain_deadline: Mutex::new(None),
             rejections: Rejections::default(),
             tcp,
             udp_port,
@@ -72,8 +77,25 @@ impl Node {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Takes no new calls from now on; no deadline is reported.
     pub fn start_drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes no new calls, and tells control that the calls left at
+    /// `deadline` will be closed, so that it moves them before.
+    pub fn start_drain_until(&self, deadline: Instant) {
+        *self.drain_deadline.lock().expect("drain lock") = Some(deadline);
+        self.start_drain();
+    }
+
+    /// Time left before the drain deadline, while draining with one.
+    pub fn drain_remaining(&self) -> Option<std::time::Duration> {
+        if !self.is_draining() {
+            return None;
+        }
+        let deadline = (*self.drain_deadline.lock().expect("drain lock"))?;
+        Some(deadline.saturating_duration_since(crate::clock::now()))
     }
 
     pub fn snapshots(&self) -> Vec<Snapshot> {
@@ -92,7 +114,16 @@ impl Node {
             workers: self.workers.len() as u32,
             cpu: snaps.iter().map(|s| s.busy).sum(),
             draining: self.is_draining(),
+            drain_remaining_ms: self.drain_remaining().map(|d| d.as_millis() as u64),
         }
+    }
+
+    /// Every call this node holds, sorted.
+    pub fn call_ids(&self) -> Vec<CallId> {
+        let p = self.placement.lock().expect("placement lock");
+        let mut ids: Vec<CallId> = p.calls.keys().cloned().collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        ids
     }
 
     pub fn call_count(&self) -> usize {
@@ -162,7 +193,7 @@ impl Node {
         let worker = {
             let mut p = self.placement.lock().expect("placement lock");
             match &msg {
-                ToRtcd::Hello { .. } | ToRtcd::GetLoad => return Ok(()),
+                ToRtcd::Hello { .. } | ToRtcd::GetLoad | ToRtcd::ListCalls => return Ok(()),
                 ToRtcd::CreateCall { call_id, request } => {
                     if self.is_draining() && !p.calls.contains_key(call_id) {
                         self.rejections.draining.fetch_add(1, Ordering::Relaxed);

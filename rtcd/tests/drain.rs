@@ -101,11 +101,24 @@ async fn sigterm_drains_and_exits_when_the_last_call_ends() {
     control.send(&ToRtcd::GetLoad);
     let draining = control
         .wait_for(Duration::from_secs(2), |e| match e {
-            FromRtcd::Load(l) if l.draining => Some(()),
+            FromRtcd::Load(l) if l.draining => Some(l.drain_remaining_ms),
             _ => None,
         })
         .await;
-    assert!(draining.is_some(), "the load says draining");
+    // …and says how long its calls have left, for control to move them.
+    let left = draining
+        .expect("the load says draining")
+        .expect("with the time left before the drain deadline");
+    assert!(left > 0 && left <= 20_000, "{left} ms");
+    // Which calls it holds, for control to end copies that moved away.
+    control.send(&ToRtcd::ListCalls);
+    let held = control
+        .wait_for(Duration::from_secs(2), |e| match e {
+            FromRtcd::Calls { calls } => Some(calls.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(held, Some(vec![call.clone()]));
     assert_eq!(metric(api, "rtcd_draining").await, 1.0);
     assert!(metric(api, r#"rtcd_rejected_total{reason="draining"}"#).await >= 2.0);
 

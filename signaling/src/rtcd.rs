@@ -81,6 +81,10 @@ pub enum ToRtcd {
     IceRestart { session_id: SessionId },
     /// Ask for a [`FromRtcd::Load`] now.
     GetLoad,
+    /// Ask which calls the node holds ([`FromRtcd::Calls`]), e.g. after a
+    /// reconnection, to end copies of calls that moved away meanwhile.
+    /// Nodes older than this message answer `bad_message`.
+    ListCalls,
 }
 
 /// Messages from rtcd to a control node.
@@ -126,6 +130,10 @@ pub enum FromRtcd {
         call_id: CallId,
     },
     Load(NodeLoad),
+    /// Answer to [`ToRtcd::ListCalls`]: every call the node holds.
+    Calls {
+        calls: Vec<CallId>,
+    },
     Error(RtcdError),
 }
 
@@ -170,6 +178,13 @@ pub struct NodeLoad {
     /// Fraction of the workers' wall time spent working, 0.0..=1.0 each, summed.
     pub cpu: f32,
     pub draining: bool,
+    /// While draining: milliseconds left, as of this report, before the
+    /// node's drain deadline closes the calls it still holds. Relative, so
+    /// the two machines' clocks need not agree. Absent when not draining
+    /// and from nodes older than this field (control then leaves their
+    /// calls in place until they end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_remaining_ms: Option<u64>,
 }
 
 /// A refused request.

@@ -143,6 +143,7 @@ fn to_rtcd() {
         },
     );
     check("to_rtcd_get_load", ToRtcd::GetLoad);
+    check("to_rtcd_list_calls", ToRtcd::ListCalls);
 }
 
 fn load() -> NodeLoad {
@@ -152,6 +153,7 @@ fn load() -> NodeLoad {
         workers: 2,
         cpu: 0.25,
         draining: false,
+        drain_remaining_ms: None,
     }
 }
 
@@ -221,7 +223,23 @@ fn from_rtcd() {
         "from_rtcd_call_ended",
         FromRtcd::CallEnded { call_id: call() },
     );
+    // Without the drain deadline this is the load report as the first
+    // nodes sent it: the file predates the field and must still decode.
     check("from_rtcd_load", FromRtcd::Load(load()));
+    check(
+        "from_rtcd_load_draining",
+        FromRtcd::Load(NodeLoad {
+            draining: true,
+            drain_remaining_ms: Some(240_000),
+            ..load()
+        }),
+    );
+    check(
+        "from_rtcd_calls",
+        FromRtcd::Calls {
+            calls: vec![call(), CallId::new("call-2").unwrap()],
+        },
+    );
     check(
         "from_rtcd_error",
         FromRtcd::Error(RtcdError {

@@ -251,11 +251,11 @@ impl Sfu {
     // ---------------------------------------------------------------- control
 
     /// Applies one control message. Refusals come out as
-    /// [`FromRtcd::Error`]; `Hello` and `GetLoad` belong to the driver and
+    /// [`FromRtcd::Error`]; `Hello`, `GetLoad` and `ListCalls` belong to the driver and
     /// are ignored here.
     pub fn handle_command(&mut self, now: Instant, msg: ToRtcd) {
         let (result, call_id, session_id, request) = match msg {
-            ToRtcd::Hello { .. } | ToRtcd::GetLoad => return,
+            ToRtcd::Hello { .. } | ToRtcd::GetLoad | ToRtcd::ListCalls => return,
             ToRtcd::CreateCall { call_id, request } => {
                 self.create_call(call_id.clone());
                 (Ok(()), Some(call_id), None, request)
