@@ -56,6 +56,8 @@ CONFIGURATION (file keys; each can be set as ENCLAVE_<SECTION>__<KEY>, e.g. ENCL
   rtcd.heartbeat_ms              each node is asked for its load this often   [1000]
   rtcd.node_timeout_ms           a node silent this long is down               [3000]
   rtcd.reconnect_max_ms          longest wait between reconnection attempts    [5000]
+  rtcd.drain_move_margin_secs    a draining node's calls move this long before
+                                 its drain deadline                            [30]
   calls.max_participants         sessions in one call                          [100]
   calls.ring_timeout_secs        a direct or group call rings each callee for  [30]
   calls.reconnect_grace_secs     a participant whose media closed may offer again within [15]

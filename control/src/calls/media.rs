@@ -19,7 +19,7 @@ pub async fn run(state: AppState) {
     let mut rx = state.nodes.subscribe();
     loop {
         match rx.recv().await {
-            Ok(NodeEvent::Rtcd { msg, .. }) => handle(&state, msg).await,
+            Ok(NodeEvent::Rtcd { node, msg }) => handle(&state, &node, msg).await,
             Ok(_) => {}
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "calls: fell behind the media nodes' events");
@@ -29,7 +29,7 @@ pub async fn run(state: AppState) {
     }
 }
 
-async fn handle(state: &AppState, msg: FromRtcd) {
+async fn handle(state: &AppState, node: &str, msg: FromRtcd) {
     match msg {
         FromRtcd::Answer { session_id, answer } => {
             signal(state, &session_id, ServerSignal::Answer { answer })
@@ -51,6 +51,16 @@ async fn handle(state: &AppState, msg: FromRtcd) {
             let now = state.clock.now_ms();
             let call = local.call_id.as_str();
             let id = session_id.as_str();
+            // A node the call moved away from (a drain, a false down) may
+            // still report on its old copy of the session; only the
+            // call's node speaks for its media.
+            match calls::get(&state.db, call).await {
+                Ok(c) if c.node == node => {}
+                _ => {
+                    tracing::debug!(session = %session_id, %node, "session state from a node the call is not on");
+                    return;
+                }
+            }
             let r = match s {
                 SessionState::Connecting => return,
                 SessionState::Connected => calls::set_connected(&state.db, call, id, true, now)

@@ -34,6 +34,10 @@ pub struct RtcdConfig {
     pub node_timeout_ms: u64,
     /// Longest wait between reconnection attempts to a down node.
     pub reconnect_max_ms: u64,
+    /// A draining node's calls move to another node this long before the
+    /// node's drain deadline would close them (at once if less is left),
+    /// so people are moved on a deadline rather than cut off by it.
+    pub drain_move_margin_secs: u64,
     /// The embedded node's media settings (rtcd's `[rtc]` section): the
     /// port (UDP, and ICE-TCP on the same number), addresses to advertise,
     /// NAT pairs, workers.
@@ -51,6 +55,7 @@ impl std::fmt::Debug for RtcdConfig {
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("node_timeout_ms", &self.node_timeout_ms)
             .field("reconnect_max_ms", &self.reconnect_max_ms)
+            .field("drain_move_margin_secs", &self.drain_move_margin_secs)
             .field("media", &self.media)
             .finish()
     }
@@ -67,6 +72,7 @@ impl Default for RtcdConfig {
             heartbeat_ms: 1000,
             node_timeout_ms: 3000,
             reconnect_max_ms: 5000,
+            drain_move_margin_secs: 30,
             media: rtcd::config::RtcConfig::default(),
         }
     }
@@ -146,6 +152,9 @@ impl RtcdConfig {
         }
         if self.reconnect_max_ms < 100 {
             errors.push("rtcd.reconnect_max_ms must be at least 100".into());
+        }
+        if !(1..=86_400).contains(&self.drain_move_margin_secs) {
+            errors.push("rtcd.drain_move_margin_secs must be between 1 and 86400".into());
         }
     }
 }

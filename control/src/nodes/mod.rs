@@ -64,6 +64,8 @@ pub struct NodeStatus {
     pub embedded: bool,
     /// Why it is (or last was) down.
     pub last_error: Option<String>,
+    /// When it last sent anything (ms since the Unix epoch).
+    pub last_heard_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,7 +122,11 @@ struct Entry {
     link: Option<mpsc::UnboundedSender<ToRtcd>>,
     node_id: Option<String>,
     load: Option<NodeLoad>,
+    /// While draining: when the node will close the calls it still holds
+    /// (this process's clock, from the remaining time it reported).
+    drain_deadline: Option<tokio::time::Instant>,
     last_error: Option<String>,
+    last_heard_ms: Option<i64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -133,13 +139,26 @@ impl Entry {
             link: None,
             node_id: None,
             load: None,
+            drain_deadline: None,
             last_error: None,
+            last_heard_ms: None,
             task: None,
         }
     }
 
     fn draining(&self) -> bool {
         self.load.as_ref().is_some_and(|l| l.draining)
+    }
+
+    /// Takes a load report: the deadline is re-read from each one, so a
+    /// report delayed in transit errs on the early side only by its delay.
+    fn heard(&mut self, load: NodeLoad) {
+        self.drain_deadline = match (load.draining, load.drain_remaining_ms) {
+            (true, Some(ms)) => Some(tokio::time::Instant::now() + Duration::from_millis(ms)),
+            _ => None,
+        };
+        self.load = Some(load);
+        self.last_heard_ms = Some(unix_ms());
     }
 
     fn health(&self) -> NodeHealth {
@@ -286,8 +305,29 @@ impl MediaNodes {
                 load: e.load.clone(),
                 embedded: e.embedded,
                 last_error: e.last_error.clone(),
+                last_heard_ms: e.last_heard_ms,
             })
             .collect()
+    }
+
+    /// When a draining node will close the calls it still holds, if it
+    /// said (older nodes do not).
+    pub fn drain_deadline(&self, node: &str) -> Option<tokio::time::Instant> {
+        self.nodes
+            .lock()
+            .expect("nodes lock")
+            .get(node)
+            .filter(|e| e.link.is_some() && e.draining())
+            .and_then(|e| e.drain_deadline)
+    }
+
+    /// Whether `node` is connected and draining.
+    pub fn is_draining(&self, node: &str) -> bool {
+        self.nodes
+            .lock()
+            .expect("nodes lock")
+            .get(node)
+            .is_some_and(|e| e.link.is_some() && e.draining())
     }
 
     /// Waits until at least `n` nodes are up (not draining).
@@ -541,7 +581,7 @@ impl MediaNodes {
             let Some(e) = nodes.get_mut(key) else { return };
             e.link = Some(link);
             e.node_id = Some(node_id.clone());
-            e.load = Some(load);
+            e.heard(load);
             e.last_error = None;
         }
         tracing::info!(node = %key, rtcd = %node_id, draining, "media node up");
@@ -587,13 +627,16 @@ impl MediaNodes {
     }
 
     fn on_message(&self, key: &str, msg: FromRtcd) {
+        if let Some(e) = self.nodes.lock().expect("nodes lock").get_mut(key) {
+            e.last_heard_ms = Some(unix_ms());
+        }
         match msg {
             FromRtcd::Load(load) => {
                 let (was, now) = {
                     let mut nodes = self.nodes.lock().expect("nodes lock");
                     let Some(e) = nodes.get_mut(key) else { return };
                     let was = e.draining();
-                    e.load = Some(load);
+                    e.heard(load);
                     (was, e.draining())
                 };
                 if was != now {
@@ -653,4 +696,11 @@ impl MediaNodes {
             self.metrics.rtcd_nodes.with_label_values(&[state]).set(n);
         }
     }
+}
+
+/// Wall-clock time for operators ("last heard"), never for timers.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
