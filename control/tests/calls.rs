@@ -1125,3 +1125,437 @@ async fn a_call_survives_its_media_node(kind: Kind) {
     assert!(outage < Duration::from_secs(10), "{outage:?}");
     cx.stop().await;
 }
+
+/// Answers rtcd's offers on `ws` until `listener` has `more` audio packets
+/// than now (its talkers speak on their own, see [`Peer::talk`]). A
+/// reconnect before that is a failure: the media was to keep flowing.
+async fn hear(ws: &mut Ws, listener: &Peer, call: &str, session: &str, more: usize) {
+    let want = listener.audio_in() + more;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while listener.audio_in() < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no audio arrived: {} of {want}",
+            listener.audio_in()
+        );
+        if let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_millis(20), ws.next()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "call_signal" {
+                continue;
+            }
+            assert_ne!(
+                v["signal"]["type"], "reconnect",
+                "the media moved early: {v}"
+            );
+            if v["signal"]["type"] == "offer" {
+                let answer = listener
+                    .accept_offer(v["signal"]["offer"]["sdp"].as_str().unwrap())
+                    .unwrap();
+                let negotiation = v["signal"]["offer"]["negotiation"].clone();
+                signal(
+                    ws,
+                    call,
+                    session,
+                    json!({"type": "answer", "answer": {"sdp": answer, "negotiation": negotiation}}),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+both!(a_call_leaves_a_draining_node);
+
+/// rtcd's drain deadline in the drain test, and how long before it
+/// control moves the calls: the move comes 8 s after SIGTERM.
+const DRAIN_SECS: u64 = 40;
+const DRAIN_MARGIN_SECS: u64 = 32;
+
+/// Two media nodes; the one hosting a call of three gets SIGTERM. The
+/// call's audio keeps flowing there, a new call goes to the other node,
+/// and before the drain deadline control moves the call: each client is
+/// told `node_drained`, offers again, and all hear each other on the other
+/// node. The old node, empty, exits long before its deadline.
+async fn a_call_leaves_a_draining_node(kind: Kind) {
+    let mut nodes = [
+        RtcdProcess::start("media-1", NODE_KEY, DRAIN_SECS).expect("rtcd process"),
+        RtcdProcess::start("media-2", NODE_KEY, DRAIN_SECS).expect("rtcd process"),
+    ];
+    let rtcd = RtcdConfig {
+        mode: control::nodes::RtcdMode::External,
+        nodes: nodes.iter().map(RtcdProcess::url).collect(),
+        api_key: NODE_KEY.into(),
+        heartbeat_ms: 200,
+        node_timeout_ms: 1000,
+        reconnect_max_ms: 500,
+        drain_move_margin_secs: DRAIN_MARGIN_SECS,
+        ..RtcdConfig::default()
+    };
+    let config = Config {
+        rtcd,
+        ..Config::default()
+    };
+    let cx = Ctx::new(kind, config).await;
+    assert!(cx.app.state.nodes.wait_up(2, WAIT).await);
+    let p = users(&cx.app, &["alice", "bob", "carol", "dave"]).await;
+    let ch = open_channel(&cx.app, &p[..3]).await;
+    let mut ws = [cx.ws(&p[0]).await, cx.ws(&p[1]).await, cx.ws(&p[2]).await];
+    let mut call = String::new();
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    for (i, who) in p[..3].iter().enumerate() {
+        let (c, s, _) = cx.join(&ch, who).await;
+        call = c;
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, &call, &s).await;
+        peer.talk();
+        sessions.push(s);
+        peers.push(peer);
+    }
+    for i in 0..3 {
+        hear(&mut ws[i], &peers[i], &call, &sessions[i], 20).await;
+    }
+    let host = control::db::calls::get(&cx.app.state.db, &call)
+        .await
+        .unwrap()
+        .node;
+    let at = nodes
+        .iter()
+        .position(|n| n.url() == host)
+        .expect("the call is on one of the nodes");
+    let (old, other) = (nodes[at].url(), nodes[1 - at].url());
+
+    let sigterm = std::time::Instant::now();
+    nodes[at].terminate();
+    let pool = &cx.app.state.nodes;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !pool.is_draining(&old) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            pool.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The draining node keeps carrying its call…
+    for i in 0..3 {
+        hear(&mut ws[i], &peers[i], &call, &sessions[i], 100).await;
+    }
+    let still = control::db::calls::get(&cx.app.state.db, &call)
+        .await
+        .unwrap();
+    assert_eq!(still.node, old, "the call stays until the move");
+    // …and a new call goes to the other one.
+    let team = cx.app.team("ops", &p[3], &[]).await;
+    let deck = cx.app.channel(&team, "deck", "open", &p[3]).await;
+    let (second, _, _) = cx.join(&deck, &p[3]).await;
+    let placed = control::db::calls::get(&cx.app.state.db, &second)
+        .await
+        .unwrap();
+    assert_eq!(placed.node, other);
+
+    // Before the deadline the call moves, and everyone is told why.
+    for i in 0..3 {
+        let r = until(&mut ws[i], "the reconnect", |v| {
+            v["type"] == "call_signal" && v["signal"]["type"] == "reconnect"
+        })
+        .await;
+        assert_eq!(r["signal"]["reason"], "node_drained", "{r}");
+        assert_eq!(r["session_id"], sessions[i].as_str());
+    }
+    let moved_after = sigterm.elapsed();
+    let moved = control::db::calls::get(&cx.app.state.db, &call)
+        .await
+        .unwrap();
+    assert_eq!(moved.node, other);
+    assert!(moved.ended_at.is_none());
+    let mut fresh = Vec::new();
+    for i in 0..3 {
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, &call, &sessions[i]).await;
+        peer.talk();
+        fresh.push(peer);
+    }
+    for i in 0..3 {
+        hear(&mut ws[i], &fresh[i], &call, &sessions[i], 20).await;
+    }
+    let mut outages = Vec::new();
+    for i in 0..3 {
+        let last = peers[i].last_audio_at().expect("audio on the old node");
+        let first = fresh[i].first_audio_at().expect("audio on the new node");
+        outages.push(first.saturating_duration_since(last));
+        eprintln!(
+            "listener {i}: audio on the draining node until {:?} after SIGTERM",
+            last - sigterm
+        );
+    }
+    outages.sort();
+    eprintln!(
+        "drain move: call moved {moved_after:?} after SIGTERM (deadline {DRAIN_SECS} s, margin {DRAIN_MARGIN_SECS} s); \
+         outage (last packet on the old node to first on the new) per listener: {outages:?}"
+    );
+
+    // The old node, empty now, exits without waiting for its deadline.
+    let exit_by = sigterm + Duration::from_secs(DRAIN_SECS);
+    while !nodes[at].exited() {
+        assert!(
+            std::time::Instant::now() < exit_by,
+            "the drained node is still running at its deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("drained node exited {:?} after SIGTERM", sigterm.elapsed());
+    cx.stop().await;
+}
+
+/// Waits until the call's node, as stored, is `want`.
+async fn stored_node_becomes(cx: &Ctx, call: &str, want: &str) -> control::db::calls::CallRow {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let c = control::db::calls::get(&cx.app.state.db, call)
+            .await
+            .unwrap();
+        if c.node == want {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call stayed on {:?}, not {want:?}",
+            c.node
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two users in a call on the pool's nodes, talking: (users, sockets,
+/// call, sessions, peers).
+async fn two_talking(cx: &Ctx) -> (Vec<TestUser>, Vec<Ws>, String, Vec<String>, Vec<Peer>) {
+    let p = users(&cx.app, &["alice", "bob"]).await;
+    let ch = open_channel(&cx.app, &p).await;
+    let mut ws = vec![cx.ws(&p[0]).await, cx.ws(&p[1]).await];
+    let mut call = String::new();
+    let mut sessions = Vec::new();
+    let mut peers = Vec::new();
+    for (i, who) in p.iter().enumerate() {
+        let (c, s, _) = cx.join(&ch, who).await;
+        call = c;
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, &call, &s).await;
+        peer.talk();
+        sessions.push(s);
+        peers.push(peer);
+    }
+    for i in 0..2 {
+        hear(&mut ws[i], &peers[i], &call, &sessions[i], 20).await;
+    }
+    (p, ws, call, sessions, peers)
+}
+
+/// Each client is told to start over (`reason`), offers again on its
+/// session with a new peer, and hears the other again. The new peers.
+async fn start_over(ws: &mut [Ws], call: &str, sessions: &[String], reason: &str) -> Vec<Peer> {
+    for i in 0..ws.len() {
+        let r = until(&mut ws[i], "the reconnect", |v| {
+            v["type"] == "call_signal" && v["signal"]["type"] == "reconnect"
+        })
+        .await;
+        assert_eq!(r["signal"]["reason"], reason, "{r}");
+        assert_eq!(r["session_id"], sessions[i].as_str());
+    }
+    let mut fresh = Vec::new();
+    for i in 0..ws.len() {
+        let peer = Peer::new();
+        negotiate(&mut ws[i], &peer, call, &sessions[i]).await;
+        peer.talk();
+        fresh.push(peer);
+    }
+    for i in 0..ws.len() {
+        hear(&mut ws[i], &fresh[i], call, &sessions[i], 20).await;
+    }
+    fresh
+}
+
+both!(a_call_waits_for_a_media_node);
+
+/// The only media node dies: the call does not end, it waits (its people
+/// shown as without media, nobody told to offer yet). A node starts
+/// where the old one was: the call moves there, the clients are told,
+/// offer again and hear each other.
+async fn a_call_waits_for_a_media_node(kind: Kind) {
+    let mut node = RtcdProcess::start("media-1", NODE_KEY, 5).expect("rtcd process");
+    let (api, url) = (node.api, node.url());
+    let rtcd = RtcdConfig {
+        mode: control::nodes::RtcdMode::External,
+        nodes: vec![url.clone()],
+        api_key: NODE_KEY.into(),
+        heartbeat_ms: 200,
+        node_timeout_ms: 1000,
+        reconnect_max_ms: 500,
+        ..RtcdConfig::default()
+    };
+    let config = Config {
+        rtcd,
+        ..Config::default()
+    };
+    let cx = Ctx::new(kind, config).await;
+    assert!(cx.app.state.nodes.wait_up(1, WAIT).await);
+    let (_, mut ws, call, sessions, peers) = two_talking(&cx).await;
+
+    let died = std::time::Instant::now();
+    node.kill();
+    let waiting = stored_node_becomes(&cx, &call, control::calls::failover::NO_NODE).await;
+    assert!(waiting.ended_at.is_none());
+    let db = &cx.app.state.db;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let live = control::db::calls::live_sessions(db, &call).await.unwrap();
+        assert_eq!(live.len(), 2);
+        if live
+            .iter()
+            .all(|s| s.media_lost_at.is_some() && !s.participant.connected)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{live:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nobody is told to offer again while there is nowhere to offer to.
+    for w in ws.iter_mut() {
+        send(w, json!({"type": "ping", "nonce": 7})).await;
+        until(w, "the pong", |v| {
+            assert!(
+                !(v["type"] == "call_signal" && v["signal"]["type"] == "reconnect"),
+                "told to reconnect with no node up: {v}"
+            );
+            v["type"] == "pong"
+        })
+        .await;
+    }
+    // Another process takes the address.
+    let _node = RtcdProcess::start_at("media-1-again", NODE_KEY, 5, api).expect("rtcd process");
+    let fresh = start_over(&mut ws, &call, &sessions, "node_failed").await;
+    let resumed = control::db::calls::get(db, &call).await.unwrap();
+    assert_eq!(resumed.node, url);
+    assert!(resumed.ended_at.is_none());
+    let last = peers.iter().filter_map(Peer::last_audio_at).max().unwrap();
+    let first = fresh.iter().filter_map(Peer::first_audio_at).min().unwrap();
+    eprintln!(
+        "only media node killed and started again: audio back {:?} after the last packet ({:?} after the kill)",
+        first - last,
+        first - died
+    );
+    cx.stop().await;
+}
+
+both!(a_node_back_from_a_false_down_drops_what_moved);
+
+/// A node's control connection freezes (its machine hangs, its network
+/// drops): control marks it down and moves its call to the other node,
+/// though the node still runs it and its old peers still talk through
+/// it. When the connection thaws, control asks what the node holds and
+/// ends the copy; the moved call goes on undisturbed.
+async fn a_node_back_from_a_false_down_drops_what_moved(kind: Kind) {
+    let start = |name: &str| {
+        let mut c = rtcd::Config {
+            node_id: name.into(),
+            ..rtcd::Config::default()
+        };
+        c.rtc.bind_ip = [127, 0, 0, 1].into();
+        c.rtc.port = 0;
+        c.rtc.allow_loopback = true;
+        c.rtc.workers = 1;
+        c.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        c.api.keys = vec![NODE_KEY.into()];
+        rtcd::Rtcd::start(c)
+    };
+    let a = start("media-a").await.unwrap();
+    let b = start("media-b").await.unwrap();
+    let relay = tests::relay::FreezableRelay::start(a.api_addr).unwrap();
+    let (a_key, b_key) = (
+        format!("http://{}", relay.addr),
+        format!("http://{}", b.api_addr),
+    );
+    let rtcd = RtcdConfig {
+        mode: control::nodes::RtcdMode::External,
+        nodes: vec![a_key.clone(), b_key.clone()],
+        api_key: NODE_KEY.into(),
+        heartbeat_ms: 200,
+        node_timeout_ms: 1000,
+        reconnect_max_ms: 500,
+        ..RtcdConfig::default()
+    };
+    let config = Config {
+        rtcd,
+        ..Config::default()
+    };
+    let cx = Ctx::new(kind, config).await;
+    let pool = &cx.app.state.nodes;
+    assert!(pool.wait_up(2, WAIT).await);
+    // A call of nobody's on b, so that the people's call goes to a.
+    let warm = signaling::CallId::new("warm-up").unwrap();
+    assert_eq!(
+        pool.place(&warm, std::slice::from_ref(&a_key))
+            .await
+            .unwrap(),
+        b_key
+    );
+    let (_, mut ws, call, sessions, peers) = two_talking(&cx).await;
+    let db = &cx.app.state.db;
+    assert_eq!(
+        control::db::calls::get(db, &call).await.unwrap().node,
+        a_key
+    );
+
+    relay.freeze();
+    let fresh = start_over(&mut ws, &call, &sessions, "node_failed").await;
+    assert_eq!(
+        control::db::calls::get(db, &call).await.unwrap().node,
+        b_key
+    );
+    // a never stopped: it still holds the old copy, and forwards the old
+    // peers' audio to each other.
+    assert_eq!(
+        a.node.call_ids(),
+        vec![signaling::CallId::new(call.clone()).unwrap()]
+    );
+    let before = peers[0].audio_in();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while peers[0].audio_in() < before + 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old copy forwards"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    relay.thaw();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while a.node.call_count() > 0 || a.node.load().sessions > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a still holds {:?}",
+            a.node.call_ids()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(pool.is_up(&a_key));
+    // The moved call is untouched: everyone connected on b, hearing.
+    for i in 0..2 {
+        hear(&mut ws[i], &fresh[i], &call, &sessions[i], 20).await;
+    }
+    for s in control::db::calls::live_sessions(db, &call).await.unwrap() {
+        assert!(s.participant.connected, "{s:?}");
+        assert!(s.media_lost_at.is_none(), "{s:?}");
+    }
+    assert_eq!(
+        control::db::calls::get(db, &call).await.unwrap().node,
+        b_key
+    );
+    // Nobody's call on b was not control's to end.
+    assert_eq!(b.node.call_ids().len(), 2, "{:?}", b.node.call_ids());
+    cx.stop().await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use control::metrics::Metrics;
 use control::nodes::{MediaNodes, NodeEvent, NodeHealth, NodeStatus, RtcdConfig, RtcdMode, dns};
 use signaling::rtcd::ToRtcd;
 use signaling::{CallId, SessionId};
+use tests::relay::FreezableRelay;
 use tokio::sync::broadcast;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef-nodes-test";
@@ -301,54 +301,15 @@ async fn a_stopped_node_goes_down_and_is_used_again_when_it_returns() {
     b.stop().await;
 }
 
-/// Forwards TCP to `to` until `frozen` is set; then holds every byte
-/// without closing, like a node whose machine hangs.
-async fn freezable_relay(to: SocketAddr, frozen: Arc<AtomicBool>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let server = tokio::net::TcpStream::connect(to).await.unwrap();
-            let (cr, cw) = client.into_split();
-            let (sr, sw) = server.into_split();
-            tokio::spawn(pipe(cr, sw, frozen.clone()));
-            tokio::spawn(pipe(sr, cw, frozen.clone()));
-        }
-    });
-    addr
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_silent_node_goes_down_after_the_timeout() {
     let a = node("a").await;
-    let frozen = Arc::new(AtomicBool::new(false));
-    let relay = freezable_relay(a.api_addr, frozen.clone()).await;
-    let relay_key = format!("http://{relay}");
+    let relay = FreezableRelay::start(a.api_addr).unwrap();
+    let relay_key = format!("http://{}", relay.addr);
     let (nodes, _) = pool(external(vec![relay_key.clone()])).await;
     assert!(nodes.wait_up(1, Duration::from_secs(5)).await);
     let mut events = nodes.subscribe();
-    frozen.store(true, Ordering::SeqCst);
+    relay.freeze();
     let silent = Instant::now();
     let down = event(
         &mut events,
@@ -367,7 +328,7 @@ async fn a_silent_node_goes_down_after_the_timeout() {
     assert!(why.contains("silent"), "{why}");
     assert!(nodes.place(&call("z"), &[]).await.is_err());
     // It answers again: it is used again.
-    frozen.store(false, Ordering::SeqCst);
+    relay.thaw();
     assert!(
         nodes.wait_up(1, Duration::from_secs(5)).await,
         "{:?}",

@@ -9,6 +9,7 @@
 //!   Microsoft Entra ID would make them;
 //! - [`ports`] and [`wait`]: free ports and bounded readiness waits;
 //! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain;
+//! - [`relay`]: a TCP relay that freezes, for a node that seems to hang;
 //! - [`offloader_proc`]: the offloader as a process, to kill and restart.
 
 pub mod browser;
@@ -16,5 +17,6 @@ pub mod entra;
 pub mod netns;
 pub mod offloader_proc;
 pub mod ports;
+pub mod relay;
 pub mod rtcd_proc;
 pub mod wait;

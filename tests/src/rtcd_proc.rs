@@ -47,7 +47,22 @@ impl RtcdProcess {
     /// calls get `drain_secs` after SIGTERM. Returns once `/healthz` answers.
     pub fn start(name: &str, api_key: &str, drain_secs: u64) -> Result<RtcdProcess> {
         let port = crate::ports::free_tcp_port()?;
-        let api = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::start_at(
+            name,
+            api_key,
+            drain_secs,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    /// As [`RtcdProcess::start`], with the control API on `api`: a node
+    /// started again where one ran before (a restart after a crash).
+    pub fn start_at(
+        name: &str,
+        api_key: &str,
+        drain_secs: u64,
+        api: SocketAddr,
+    ) -> Result<RtcdProcess> {
         let mut cmd = Command::new(rtcd_binary()?);
         for (k, _) in std::env::vars() {
             if k.starts_with("RTCD_") {

@@ -19,6 +19,9 @@ struct State {
     rtc: Rtc,
     connected: bool,
     audio_in: usize,
+    /// When the first and the latest audio packet arrived (outage figures).
+    first_audio_at: Option<Instant>,
+    last_audio_at: Option<Instant>,
     pending: Option<SdpPendingOffer>,
     audio_out: Option<Mid>,
     error: Option<String>,
@@ -29,6 +32,8 @@ struct Shared {
     local: SocketAddr,
     state: Mutex<State>,
     stop: AtomicBool,
+    /// The pump thread sends an audio packet every 20 ms while set.
+    talking: AtomicBool,
 }
 
 impl Shared {
@@ -45,7 +50,12 @@ impl Shared {
                     let _ = self.socket.send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(Event::Connected)) => st.connected = true,
-                Ok(Output::Event(Event::RtpPacket(_))) => st.audio_in += 1,
+                Ok(Output::Event(Event::RtpPacket(_))) => {
+                    let now = Instant::now();
+                    st.audio_in += 1;
+                    st.first_audio_at.get_or_insert(now);
+                    st.last_audio_at = Some(now);
+                }
                 Ok(Output::Event(_)) => {}
                 Err(e) => {
                     st.error.get_or_insert_with(|| e.to_string());
@@ -53,6 +63,44 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Sends `payload` as audio packet `n` sampled in 20 ms slot `slot`.
+    fn send_opus_at(&self, n: u32, slot: u32, payload: Vec<u8>) -> bool {
+        let mut st = self.lock();
+        let Some(mid) = st.audio_out else {
+            return false;
+        };
+        let Some(pt) = st
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return false;
+        };
+        let now = Instant::now();
+        let ext = ExtensionValues {
+            audio_level: Some(-20),
+            voice_activity: Some(true),
+            ..Default::default()
+        };
+        {
+            let mut api = st.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                return false;
+            };
+            tx.write_rtp(
+                RtpWrite::new(pt, u64::from(1000 + n).into(), 960 * slot, now, payload)
+                    .marker(true)
+                    .ext_vals(ext),
+            );
+        }
+        if let Err(e) = st.rtc.handle_input(Input::Timeout(now)) {
+            st.error.get_or_insert_with(|| e.to_string());
+        }
+        self.drain(&mut st);
+        true
     }
 
     fn input(&self, input: Input<'_>) {
@@ -82,16 +130,31 @@ impl Peer {
                 rtc,
                 connected: false,
                 audio_in: 0,
+                first_audio_at: None,
+                last_audio_at: None,
                 pending: None,
                 audio_out: None,
                 error: None,
             }),
             stop: AtomicBool::new(false),
+            talking: AtomicBool::new(false),
         });
         let s = shared.clone();
         let thread = std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
+            let mut next_talk = Instant::now();
+            let mut packet = 0u32;
             while !s.stop.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                if s.talking.load(Ordering::Relaxed) && now >= next_talk {
+                    s.send_opus_at(
+                        packet,
+                        packet,
+                        vec![0xf8, 0xff, 0xfe, (packet & 0xff) as u8],
+                    );
+                    packet += 1;
+                    next_talk = (next_talk + Duration::from_millis(20)).max(now);
+                }
                 s.input(Input::Timeout(Instant::now()));
                 let _ = s.socket.set_read_timeout(Some(Duration::from_millis(5)));
                 if let Ok((n, source)) = s.socket.recv_from(&mut buf)
@@ -165,6 +228,25 @@ impl Peer {
         self.shared.lock().audio_in
     }
 
+    /// When the first audio packet arrived.
+    #[allow(dead_code)]
+    pub fn first_audio_at(&self) -> Option<Instant> {
+        self.shared.lock().first_audio_at
+    }
+
+    /// When the latest audio packet arrived.
+    #[allow(dead_code)]
+    pub fn last_audio_at(&self) -> Option<Instant> {
+        self.shared.lock().last_audio_at
+    }
+
+    /// From now on the peer speaks on its own: one packet every 20 ms, as
+    /// a microphone does, until it is dropped.
+    #[allow(dead_code)]
+    pub fn talk(&self) {
+        self.shared.talking.store(true, Ordering::Relaxed);
+    }
+
     /// Sends audio packet `n` (loud, with voice activity). False until the
     /// outgoing stream exists.
     pub fn send_audio(&self, n: u32) -> bool {
@@ -180,40 +262,7 @@ impl Peer {
     /// a sender that stops during silence (DTX) keeps numbering its
     /// packets but its RTP time moves on.
     pub fn send_opus_at(&self, n: u32, slot: u32, payload: Vec<u8>) -> bool {
-        let mut st = self.shared.lock();
-        let Some(mid) = st.audio_out else {
-            return false;
-        };
-        let Some(pt) = st
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
-            return false;
-        };
-        let now = Instant::now();
-        let ext = ExtensionValues {
-            audio_level: Some(-20),
-            voice_activity: Some(true),
-            ..Default::default()
-        };
-        {
-            let mut api = st.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                return false;
-            };
-            tx.write_rtp(
-                RtpWrite::new(pt, u64::from(1000 + n).into(), 960 * slot, now, payload)
-                    .marker(true)
-                    .ext_vals(ext),
-            );
-        }
-        if let Err(e) = st.rtc.handle_input(Input::Timeout(now)) {
-            st.error.get_or_insert_with(|| e.to_string());
-        }
-        self.shared.drain(&mut st);
-        true
+        self.shared.send_opus_at(n, slot, payload)
     }
 }
 
