@@ -362,6 +362,7 @@ async fn responses_match_their_schemas() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = control::Config::default();
     config.server.data_dir = dir.path().to_owned();
+    config.rtcd = control::nodes::RtcdConfig::loopback();
     let app = TestApp::with_config(Kind::Sqlite, config).await;
     let doc = document();
     let s = |n: &str| format!("#/components/schemas/{n}");
@@ -475,6 +476,12 @@ async fn responses_match_their_schemas() {
     let r = app.get("/api/v1/channels/nope", &alice).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     checks.insert("Error", r.body);
+    // The media nodes, with the embedded one up.
+    app.state.nodes.start().await.unwrap();
+    let r = app.get("/api/v1/admin/media-nodes", &alice).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["nodes"][0]["state"], "up", "{:?}", r.body);
+    checks.insert("MediaNodes", r.body);
     for (schema, body) in &checks {
         assert!(!body.is_null(), "{schema}: no body to check");
         assert_matches(&doc, &s(schema), body);
@@ -485,4 +492,5 @@ async fn responses_match_their_schemas() {
     bad["text"] = bad["message"].take();
     bad.as_object_mut().unwrap().remove("message");
     assert!(!validator(&doc, &s("Post")).is_valid(&bad));
+    app.state.nodes.stop().await;
 }

@@ -188,3 +188,142 @@ async fn postgres_connections_use_tls_when_the_url_asks() {
         db.pool.close().await;
     }
 }
+
+const MEDIA_KEY: &str = "ops-test-media-key-0123456789abcdef0123";
+
+/// With external media nodes, readiness needs one that is up and takes
+/// new calls; system admins see every node with its state, load, calls
+/// and when it was last heard; others are refused.
+async fn media_nodes_for_operators(kind: common::Kind) {
+    use std::time::Duration;
+    let mut rc = rtcd::Config {
+        node_id: "ops-a".into(),
+        ..rtcd::Config::default()
+    };
+    rc.rtc.bind_ip = [127, 0, 0, 1].into();
+    rc.rtc.port = 0;
+    rc.rtc.allow_loopback = true;
+    rc.rtc.workers = 1;
+    rc.api.listen = "127.0.0.1:0".parse().unwrap();
+    rc.api.keys = vec![MEDIA_KEY.into()];
+    let a = rtcd::Rtcd::start(rc).await.unwrap();
+    let a_url = format!("http://{}", a.api_addr);
+    // An address where nothing listens: that node stays down.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let config = control::Config {
+        rtcd: control::nodes::RtcdConfig {
+            mode: control::nodes::RtcdMode::External,
+            nodes: vec![a_url.clone(), dead_url.clone()],
+            api_key: MEDIA_KEY.into(),
+            heartbeat_ms: 100,
+            node_timeout_ms: 600,
+            reconnect_max_ms: 200,
+            ..control::nodes::RtcdConfig::default()
+        },
+        ..control::Config::default()
+    };
+    let app = TestApp::with_config(kind, config).await;
+    // Not started yet: no node is known, so nothing can be placed.
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "no_media_node"),
+        "{:?}",
+        r.body
+    );
+    app.state.nodes.start().await.unwrap();
+    assert!(app.state.nodes.wait_up(1, Duration::from_secs(5)).await);
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    let root = app.user("root", SystemRole::Admin).await;
+    let bob = app.user("bob", SystemRole::User).await;
+    let r = app.get("/api/v1/admin/media-nodes", &bob).await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let r = app
+        .call(Method::GET, "/api/v1/admin/media-nodes", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A call placed on the live node.
+    let team = app.team("ops", &root, &[]).await;
+    let ch = app.channel(&team, "war-room", "open", &root).await;
+    let r = app
+        .post(
+            &format!("/api/v1/channels/{ch}/call"),
+            &root,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    let node_of = |body: &serde_json::Value, url: &str| -> serde_json::Value {
+        body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["address"] == url)
+            .cloned()
+            .unwrap_or_else(|| panic!("{url} listed in {body}"))
+    };
+    let r = app.get("/api/v1/admin/media-nodes", &root).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["nodes"].as_array().unwrap().len(), 2, "{:?}", r.body);
+    let up = node_of(&r.body, &a_url);
+    assert_eq!(up["state"], "up", "{up}");
+    assert_eq!(up["node_id"], "ops-a");
+    assert_eq!(up["embedded"], false);
+    assert_eq!(up["calls_placed"], 1, "{up}");
+    assert_eq!(up["load"]["workers"], 1, "{up}");
+    assert!(up["last_heard_at"].as_i64().is_some(), "{up}");
+    let down = node_of(&r.body, &dead_url);
+    assert_eq!(down["state"], "down", "{down}");
+    assert_eq!(down["calls_placed"], 0);
+    assert!(down["last_error"].as_str().is_some(), "{down}");
+    assert!(down.get("last_heard_at").is_none(), "{down}");
+
+    // The live node drains: nothing is left to take a new call.
+    a.node
+        .start_drain_until(std::time::Instant::now() + Duration::from_secs(60));
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let drained = loop {
+        let r = app.get("/api/v1/admin/media-nodes", &root).await;
+        let n = node_of(&r.body, &a_url);
+        if n["state"] == "draining" {
+            break n;
+        }
+        assert!(std::time::Instant::now() < until, "{n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let left = drained["load"]["drain_remaining_ms"].as_u64().unwrap();
+    assert!(left <= 60_000, "{drained}");
+    let r = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "no_media_node"),
+        "{:?}",
+        r.body
+    );
+    let why = r.body["message"].as_str().unwrap();
+    assert!(why.contains("draining") && why.contains("down"), "{why}");
+    app.state.nodes.stop().await;
+    a.stop().await;
+}
+
+mod media_nodes_for_operators {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::media_nodes_for_operators(super::common::Kind::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        if super::common::skip_postgres() {
+            eprintln!("ENCLAVE_SKIP_POSTGRES=1: skipped");
+            return;
+        }
+        super::media_nodes_for_operators(super::common::Kind::Postgres).await;
+    }
+}

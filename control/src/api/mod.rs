@@ -15,6 +15,7 @@ pub mod json;
 pub mod m365_handoff;
 pub mod m365_package;
 pub mod m365_session;
+pub mod media_nodes;
 pub mod oidc;
 pub mod openapi;
 pub mod ops;
@@ -147,6 +148,7 @@ pub fn router(state: AppState) -> Router {
         .route("/m365/app-package", get(m365_package::download))
         .route("/m365/handoff", post(m365_handoff::create))
         .route("/m365/handoff/redeem", post(m365_handoff::redeem))
+        .route("/admin/media-nodes", get(media_nodes::list))
         .route("/bots", get(bots::list).post(bots::create))
         .route("/bots/{id}", get(bots::get))
         .route("/bots/{id}/disable", post(bots::disable))

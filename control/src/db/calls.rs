@@ -980,6 +980,18 @@ pub async fn running_on(db: &Db, node: &str) -> DbResult<Vec<CallRow>> {
     rows.iter().map(call_row).collect()
 }
 
+/// How many running calls each media node hosts, by node key.
+pub async fn running_per_node(db: &Db) -> DbResult<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT node, COUNT(*) AS n FROM calls WHERE ended_at IS NULL GROUP BY node ORDER BY node",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("node")?, r.try_get("n")?)))
+        .collect()
+}
+
 /// Moves a running call from `old` to `new` unless another control node
 /// moved it first. Returns where the call lives now (`None`: it ended).
 pub async fn move_node(db: &Db, call_id: &str, old: &str, new: &str) -> DbResult<Option<String>> {
