@@ -12,6 +12,10 @@ import { Reviewer } from './review.js';
 import { ChannelActions } from './channels.js';
 
 const root = document.getElementById('root');
+let events = Promise.resolve();
+// Each channel's last post time in the last REST snapshot (reload): a
+// post event no newer than it is already in the snapshot's unread count.
+const snapshot = new Map();
 
 const app = {
   me: null,
@@ -95,7 +99,9 @@ async function start(me) {
   sidebarEl.addEventListener('keydown', (e) => { if (e.key === 'Escape' && document.body.classList.contains('nav-open')) { toggleNav(false); navToggle.focus(); } });
 
   app.socket = new EventSocket({
-    onEvent: (ev) => onEvent(ev),
+    // One event at a time, in seq order: a handler that reloads (a new
+    // channel) must finish before the next event counts against its result.
+    onEvent: (ev) => { events = events.then(() => onEvent(ev)).catch((e) => console.error(e)); },
     onMessage: (msg) => onMessage(msg),
     onResync: () => reload(),
     onState: (s) => {
@@ -118,6 +124,8 @@ async function reload() {
   ]);
   app.teams = teams;
   app.channels = new Map(channels.map((c) => [c.id, c]));
+  snapshot.clear();
+  for (const c of channels) snapshot.set(c.id, c.last_post_at);
   app.unreads = new Map(unreads.map((u) => [u.channel_id, u]));
   await Promise.all(channels.filter((c) => c.kind === 'direct' || c.kind === 'group').map(async (c) => {
     if (!app.members.has(c.id)) app.members.set(c.id, await get(`/channels/${enc(c.id)}/members`).catch(() => []));
@@ -189,7 +197,8 @@ async function onEvent(ev) {
       const p = ev.post;
       const c = app.channels.get(p.channel_id);
       if (c) c.last_post_at = p.created_at;
-      if (p.user_id !== app.me.id && !p.root_id && (p.channel_id !== app.current || document.hidden)) {
+      const counted = p.created_at <= (snapshot.get(p.channel_id) ?? -Infinity);
+      if (!counted && p.user_id !== app.me.id && !p.root_id && (p.channel_id !== app.current || document.hidden)) {
         const u = app.unreads.get(p.channel_id) ?? { channel_id: p.channel_id, unread_count: 0, mention_count: 0 };
         u.unread_count++;
         if (p.message.includes(`@${app.me.username}`)) u.mention_count++;
