@@ -51,6 +51,7 @@ static ASSETS: &[Asset] = &[
     asset!("channels.js", JS),
     asset!("dialog.js", JS),
     asset!("people.js", JS),
+    asset!("mention.js", JS),
     asset!("call.js", JS),
     asset!("callview.js", JS),
     asset!("media.js", JS),

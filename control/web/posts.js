@@ -4,6 +4,7 @@
 import { api, get, post, put, del, enc, userName } from './api.js';
 import { h, replace, time, announce, menu, duration } from './dom.js';
 import { reviewable, lineFor, RECORDER_USER_ID } from './review.js';
+import { MentionCompleter } from './mention.js';
 
 export const EMOJI = { '+1': '👍', heart: '❤️', smile: '😄', tada: '🎉', eyes: '👀', thinking: '🤔' };
 const glyph = (name) => EMOJI[name] ?? `:${name}:`;
@@ -176,8 +177,10 @@ export class ChannelView {
     const chosen = h('span', { class: 'muted chosen', 'aria-live': 'polite' });
     const error = h('p', { class: 'error', role: 'alert' });
     const send = h('button', { type: 'submit', class: 'primary' }, 'Send');
+    // Before the Enter-sends handler below: Enter first picks a mention.
+    const mentions = new MentionCompleter(input);
     const form = h('form', { class: 'composer', 'aria-label': rootId ? 'Reply' : 'New message' },
-      input,
+      h('div', { class: 'people-box' }, input, mentions.list),
       h('div', { class: 'composer-tools' },
         h('label', { for: `${id}-files`, class: 'button', tabindex: '0', role: 'button' }, '📎 Attach'),
         files, chosen, send),

@@ -6,7 +6,8 @@
 //
 //   chat-channels: users[0] creates a public channel from the keyboard,
 //       is refused a second one of the same name, users[1] (320 px) finds
-//       it in Browse, joins, and they talk; users[0] makes a private
+//       it in Browse, joins, and they talk (an @mention completed from
+//       the keyboard included); users[0] makes a private
 //       channel and adds users[1] with the people picker; users[1] leaves
 //       the public channel and finds it in Browse again.
 //   chat-direct: users[0] starts a direct message with users[1] by typing
@@ -140,6 +141,19 @@ export const chatScenarios = {
     t = Date.now();
     await send(b, back);
     result.b_to_a_ms = await seen(a.page.locator('#main .post .message', { hasText: back }), t);
+
+    // 4b. An @mention completed from the keyboard: Enter picks, then sends.
+    const box = a.page.locator('#message-input');
+    await box.pressSequentially(`ping @${cfg.mention_typed}`, { delay: 30 });
+    const options = a.page.locator('#main .mention-options [role=option]');
+    await options.filter({ hasText: `@${cfg.mention_username}` }).waitFor({ timeout: 10000 });
+    result.mention_options = await options.allTextContents();
+    await box.press('Enter');
+    result.mention_inserted = await box.inputValue();
+    await box.pressSequentially('see this');
+    t = Date.now();
+    await box.press('Enter');
+    result.mention_seen_ms = await seen(b.page.locator('#main .post .message', { hasText: `ping @${cfg.mention_username} see this` }), t);
 
     // 5. A private channel; A adds B with the people picker.
     await a.page.locator('#create-channel').click();

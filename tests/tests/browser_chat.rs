@@ -4,7 +4,8 @@
 //!
 //! - `channels`: one user creates a public channel from the keyboard and
 //!   is refused a second of the same name; another, 320 px wide, finds it
-//!   in Browse, joins, and they talk; a private channel gets the second
+//!   in Browse, joins, and they talk, with an @mention completed from the
+//!   keyboard; a private channel gets the second
 //!   user through the people picker; leaving puts the channel back in
 //!   Browse. What the pages did is checked against control's own state.
 //! - `direct_and_group`: a direct message started by typing part of a
@@ -257,10 +258,21 @@ fn channels() -> Result<(), Failed> {
         "private_title": "Secret ops",
         "search_b": "bel",
         "name_b": bruno.display_name,
+        "mention_typed": "bru",
+        "mention_username": bruno.username,
         "timeout_ms": 120_000,
         "screenshot": shot,
     }))?;
     eprintln!("channels: {r}");
+    check(
+        texts(&r["mention_options"]) == ["@bruno Bruno Bell"]
+            && r["mention_inserted"] == "ping @bruno "
+            && r["mention_seen_ms"].is_i64(),
+        format!(
+            "@mention: offered {}, inserted {}",
+            r["mention_options"], r["mention_inserted"]
+        ),
+    )?;
     check(
         r["create_focus"] == "new-channel-title",
         format!("the dialog focuses its first field: {}", r["create_focus"]),
