@@ -1559,3 +1559,59 @@ async fn a_node_back_from_a_false_down_drops_what_moved(kind: Kind) {
     a.stop().await;
     b.stop().await;
 }
+
+both!(the_only_node_back_from_a_false_down_takes_its_call_again);
+
+/// The only node's control connection freezes: its call waits, though
+/// the node still runs it. When the connection thaws the call resumes
+/// there; the sessions the node still held are replaced by the clients'
+/// new ones, so their offers are answered and they hear each other.
+async fn the_only_node_back_from_a_false_down_takes_its_call_again(kind: Kind) {
+    let mut c = rtcd::Config {
+        node_id: "media-a".into(),
+        ..rtcd::Config::default()
+    };
+    c.rtc.bind_ip = [127, 0, 0, 1].into();
+    c.rtc.port = 0;
+    c.rtc.allow_loopback = true;
+    c.rtc.workers = 1;
+    c.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    c.api.keys = vec![NODE_KEY.into()];
+    let a = rtcd::Rtcd::start(c).await.unwrap();
+    let relay = tests::relay::FreezableRelay::start(a.api_addr).unwrap();
+    let a_key = format!("http://{}", relay.addr);
+    let rtcd = RtcdConfig {
+        mode: control::nodes::RtcdMode::External,
+        nodes: vec![a_key.clone()],
+        api_key: NODE_KEY.into(),
+        heartbeat_ms: 200,
+        node_timeout_ms: 1000,
+        reconnect_max_ms: 500,
+        ..RtcdConfig::default()
+    };
+    let config = Config {
+        rtcd,
+        ..Config::default()
+    };
+    let cx = Ctx::new(kind, config).await;
+    assert!(cx.app.state.nodes.wait_up(1, WAIT).await);
+    let (_, mut ws, call, sessions, _peers) = two_talking(&cx).await;
+
+    relay.freeze();
+    stored_node_becomes(&cx, &call, control::calls::failover::NO_NODE).await;
+    assert_eq!(a.node.load().sessions, 2, "the node still runs the call");
+    relay.thaw();
+    let _fresh = start_over(&mut ws, &call, &sessions, "node_failed").await;
+    let db = &cx.app.state.db;
+    assert_eq!(
+        control::db::calls::get(db, &call).await.unwrap().node,
+        a_key
+    );
+    assert_eq!(
+        a.node.call_ids(),
+        vec![signaling::CallId::new(call.clone()).unwrap()]
+    );
+    assert_eq!(a.node.load().sessions, 2, "the old sessions were replaced");
+    cx.stop().await;
+    a.stop().await;
+}

@@ -5,11 +5,17 @@
 
 use signaling::call::ClientSignal;
 use signaling::ids::{CallId, SessionId};
-use signaling::rtcd::ToRtcd;
+use signaling::rtcd::{ErrorCode, ToRtcd};
 
 use super::LocalSession;
 use crate::AppState;
 use crate::db::calls;
+use crate::nodes::RequestError;
+
+/// Attempts at adding a session again while the node still removes the
+/// copy it held (its close is routed within milliseconds).
+const READD_ATTEMPTS: usize = 10;
+const READD_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Why a signal was refused: the `ServerMessage::Error` to send back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,24 +109,12 @@ pub async fn client_signal(
             // The client starts over after its media was lost: rtcd has
             // forgotten the session, so add it again as it was.
             if s.media_lost_at.is_some() {
-                state
-                    .nodes
-                    .request(
-                        node,
-                        ToRtcd::AddSession {
-                            call_id: call_id.clone(),
-                            session_id: session_id.clone(),
-                            permissions: super::join::permissions_of(&s.participant),
-                            request: None,
-                        },
+                add_again(state, node, &call_id, &s).await.map_err(|e| {
+                    deny(
+                        "media_unavailable",
+                        format!("the call's media node did not take the session: {e}"),
                     )
-                    .await
-                    .map_err(|e| {
-                        deny(
-                            "media_unavailable",
-                            format!("the call's media node did not take the session: {e}"),
-                        )
-                    })?;
+                })?;
                 super::effects::enforce(state, node, &s.participant);
                 calls::media_back(&state.db, session_id.as_str())
                     .await
@@ -150,4 +144,44 @@ pub async fn client_signal(
         },
     };
     state.nodes.send(node, msg).map_err(unavailable)
+}
+
+/// Adds a session whose media was lost on `node` again, with its stored
+/// permissions. A node that only seemed down, and now hosts the call
+/// again, may still hold the session from before: that stale copy is
+/// removed first, so the client's new offer is answered.
+async fn add_again(
+    state: &AppState,
+    node: &str,
+    call_id: &CallId,
+    s: &calls::SessionRow,
+) -> Result<(), RequestError> {
+    let add = || ToRtcd::AddSession {
+        call_id: call_id.clone(),
+        session_id: s.participant.session_id.clone(),
+        permissions: super::join::permissions_of(&s.participant),
+        request: None,
+    };
+    let conflict = |r: &Result<(), RequestError>| matches!(r, Err(RequestError::Refused { error, .. }) if error.code == ErrorCode::Conflict);
+    let mut r = state.nodes.request(node, add()).await;
+    if !conflict(&r) {
+        return r;
+    }
+    tracing::info!(session = %s.participant.session_id, %node, "the node still held the session; replacing it");
+    let remove = ToRtcd::RemoveSession {
+        session_id: s.participant.session_id.clone(),
+        request: None,
+    };
+    match state.nodes.request(node, remove).await {
+        Ok(()) | Err(RequestError::Refused { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    for _ in 0..READD_ATTEMPTS {
+        tokio::time::sleep(READD_PAUSE).await;
+        r = state.nodes.request(node, add()).await;
+        if !conflict(&r) {
+            break;
+        }
+    }
+    r
 }
