@@ -62,7 +62,9 @@ CONFIGURATION (file keys; each can be set as ENCLAVE_<SECTION>__<KEY>, e.g. ENCL
   calls.ring_timeout_secs        a direct or group call rings each callee for  [30]
   calls.reconnect_grace_secs     a participant whose media closed may offer again within [15]
   calls.reactions_per_minute     emoji reactions per session, on each node     [30]
-  calls.sweep_ms                 how often rings and lost sessions are checked [1000]";
+  calls.sweep_ms                 how often rings and lost sessions are checked [1000]
+  [[calls.ice_servers]]          STUN/TURN for clients: urls, and username + credential
+                                 or auth_secret (+ credential_ttl_secs [43200])    [none]";
 
 /// Enclave's control plane.
 #[derive(Parser)]

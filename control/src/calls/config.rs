@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ice::IceServerConfig;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallsConfig {
@@ -29,6 +31,10 @@ pub struct CallsConfig {
     /// (`http://host:port`, the address clients use or an internal one).
     /// Empty: the listen address.
     pub bot_url: String,
+    /// STUN and TURN servers inside the operator's network, handed to
+    /// every client in its join answer ([`super::ice`]). None by default:
+    /// never a public server.
+    pub ice_servers: Vec<IceServerConfig>,
 }
 
 impl Default for CallsConfig {
@@ -43,6 +49,7 @@ impl Default for CallsConfig {
             offloader_api_key: String::new(),
             max_recording_bytes: 16 << 30,
             bot_url: String::new(),
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -70,6 +77,9 @@ impl CallsConfig {
         }
         if !(50..=60_000).contains(&self.sweep_ms) {
             errors.push("calls.sweep_ms must be between 50 and 60000".into());
+        }
+        for (i, s) in self.ice_servers.iter().enumerate() {
+            s.validate(i, errors);
         }
     }
 }

@@ -100,7 +100,11 @@ pub async fn join(
     Ok(JoinInfo {
         call_id: joined.call.id.clone(),
         session_id,
-        ice_servers: Vec::new(),
+        ice_servers: super::ice::servers_for(
+            &state.config.calls.ice_servers,
+            user_id,
+            state.clock.now_ms(),
+        ),
         call: Some(joined.info),
     })
 }
@@ -138,7 +142,11 @@ pub async fn join_bot(
     Ok(JoinInfo {
         call_id: joined.call.id.clone(),
         session_id,
-        ice_servers: Vec::new(),
+        ice_servers: super::ice::servers_for(
+            &state.config.calls.ice_servers,
+            user_id,
+            state.clock.now_ms(),
+        ),
         call: Some(joined.info),
     })
 }

@@ -27,6 +27,7 @@
 pub mod config;
 pub mod effects;
 pub mod failover;
+pub mod ice;
 pub mod jobs;
 pub mod join;
 pub mod media;
