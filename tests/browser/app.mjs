@@ -15,7 +15,7 @@
 
 import { chromium } from 'playwright-core';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function note(msg) {
   process.stderr.write(`app.mjs: ${msg}\n`);
@@ -26,8 +26,10 @@ export async function launch(cfg, args) {
 }
 
 // A signed-in user: a context of its own, the page, and its console in the log.
-export async function signIn(browser, cfg, user, { viewport = { width: 1100, height: 700 } } = {}) {
+// `init(context)` runs before the first page opens (init scripts).
+export async function signIn(browser, cfg, user, { viewport = { width: 1100, height: 700 }, init = null } = {}) {
   const context = await browser.newContext({ viewport, permissions: ['microphone', 'camera'] });
+  if (init) await init(context);
   const page = await context.newPage();
   const name = user.username;
   page.on('console', (m) => process.stderr.write(`[${name}] ${m.type()}: ${m.text()}\n`));
@@ -140,7 +142,7 @@ export const appScenarios = {
 
 // What a page receives in its call, per remote user id and source
 // (inbound-rtp numbers), plus its own session and connection state.
-async function inbound(u) {
+export async function inbound(u) {
   return u.page.evaluate(async () => {
     const a = window.enclaveApp.calls.active;
     // Not yet connecting: the session opens its devices before its peer connection.
@@ -155,10 +157,10 @@ async function inbound(u) {
   });
 }
 
-const num = (s, user, source, field) => s?.users?.[user]?.[source]?.[field] ?? 0;
+export const num = (s, user, source, field) => s?.users?.[user]?.[source]?.[field] ?? 0;
 
 // Polls until `ok(value)` holds; the last value is in the error.
-async function until(what, f, ok, timeout = 20000) {
+export async function until(what, f, ok, timeout = 20000) {
   const end = Date.now() + timeout;
   let v;
   for (;;) {
@@ -169,14 +171,14 @@ async function until(what, f, ok, timeout = 20000) {
   }
 }
 
-async function sessionOf(u, userId) {
+export async function sessionOf(u, userId) {
   return u.page.evaluate((id) => {
     const a = window.enclaveApp.calls.active;
     return [...(a?.participants.values() ?? [])].find((p) => p.user_id === id)?.session_id ?? null;
   }, userId);
 }
 
-async function hostAction(host, session, name, action) {
+export async function hostAction(host, session, name, action) {
   const tile = host.page.locator(`#call-area figure.tile[data-session="${session}"]`);
   await tile.getByRole('button', { name: `Host actions for ${name}` }).click();
   await tile.getByRole('menuitem', { name: action }).click();

@@ -7,6 +7,7 @@
 //!   a reference WHIP/WHEP server;
 //! - [`entra`]: signing keys, a JWKS server and Teams SSO tokens, as
 //!   Microsoft Entra ID would make them;
+//! - [`firewall`]: nftables rules in the namespace (block UDP, TCP);
 //! - [`ports`] and [`wait`]: free ports and bounded readiness waits;
 //! - [`rtcd_proc`]: rtcd nodes as processes, to kill or drain;
 //! - [`relay`]: a TCP relay that freezes, for a node that seems to hang;
@@ -14,6 +15,7 @@
 
 pub mod browser;
 pub mod entra;
+pub mod firewall;
 pub mod netns;
 pub mod offloader_proc;
 pub mod ports;
