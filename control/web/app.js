@@ -98,6 +98,7 @@ async function start(me) {
   sidebarEl.addEventListener('click', (e) => { if (e.target.closest('a')) toggleNav(false); });
   sidebarEl.addEventListener('keydown', (e) => { if (e.key === 'Escape' && document.body.classList.contains('nav-open')) { toggleNav(false); navToggle.focus(); } });
 
+  let wasOffline = false;
   app.socket = new EventSocket({
     // One event at a time, in seq order: a handler that reloads (a new
     // channel) must finish before the next event counts against its result.
@@ -108,6 +109,10 @@ async function start(me) {
       status.textContent = { online: 'Online', connecting: 'Connecting…', offline: 'Offline, reconnecting…', signed_out: 'Signed out' }[s] ?? s;
       status.dataset.state = s;
       if (s === 'signed_out') signedOut('Your session ended. Sign in again.');
+      // Back after a drop: the call may have moved on without this page.
+      if (s === 'online' && wasOffline) app.calls.socketBack();
+      if (s === 'offline') wasOffline = true;
+      else if (s === 'online') wasOffline = false;
     },
   });
   await reload();

@@ -8,6 +8,12 @@ import { remoteTracks, openMicrophone, openCamera, openScreen, quality } from '.
 import { CallView } from './callview.js';
 
 const QUALITY_EVERY_MS = 2000;
+// Media that was up and went down: how long ICE may recover on its own
+// (a brief loss of the network) before this page asks rtcd for an ICE
+// restart, and how long that may take before it starts its media over
+// with a new peer connection (rtcd may have closed the session).
+const RECOVER_ALONE_MS = 4000;
+const RESTART_TIMEOUT_MS = 10_000;
 // One codec per kind (and video's retransmissions): every m-line lists
 // only these, which keeps offers and answers well under the socket's
 // message limit as participants (and m-lines) add up.
@@ -128,6 +134,7 @@ export class Calls {
       }
       case 'call_ring_ended':
         if (ev.user_id === this.app.me.id) this.stopRinging(ev.call_id);
+        else if (a?.callId === ev.call_id && (ev.reason === 'declined' || ev.reason === 'timeout')) await a.ringEnded(ev.user_id, ev.reason);
         break;
       case 'call_ended':
         this.running.delete(ev.channel_id);
@@ -159,7 +166,17 @@ export class Calls {
   }
 
   onError(msg) {
-    if (this.active && String(msg.code).includes('call')) this.view.notice(`The call server refused a message: ${msg.message}`);
+    const a = this.active;
+    if (!a) return;
+    // rtcd closed our session while the network was away: start over.
+    if (msg.code === 'media_unknown_session' && a.recovering) a.startOver();
+    else if (String(msg.code).includes('call')) this.view.notice(`The call server refused a message: ${msg.message}`);
+  }
+
+  // The control socket is back after a drop: missed events were replayed
+  // (or the page reloaded its lists); check the call and the media.
+  async socketBack() {
+    await this.active?.resync();
   }
 }
 
@@ -188,6 +205,11 @@ export class CallSession {
     this.closed = false;
     this.prevQuality = null;
     this.iceFailed = false;
+    this.everConnected = false;
+    this.recovering = false;
+    this.recoverTimer = null;
+    // How often this session recovered its media, by which path.
+    this.recoveries = { ice_restart: 0, new_connection: 0 };
   }
 
   get me() {
@@ -261,11 +283,98 @@ export class CallSession {
     pc.onconnectionstatechange = () => {
       if (this.pc !== pc) return;
       const s = pc.connectionState;
-      this.view.connectionState(s);
+      this.view.connectionState(s, { recovering: this.everConnected });
       if (s === 'failed') this.iceFailed = true;
-      if (s === 'connected') this.iceFailed = false;
+      if (s === 'connected') {
+        this.iceFailed = false;
+        this.everConnected = true;
+        this.recovering = false;
+        clearTimeout(this.recoverTimer);
+      } else if ((s === 'disconnected' || s === 'failed') && this.everConnected) {
+        this.recover(s === 'failed' ? 0 : RECOVER_ALONE_MS);
+      }
     };
     this.enqueue(() => this.offer());
+  }
+
+  // Media that was connected went down. ICE often comes back by itself
+  // after a short loss; if not, an ICE restart through rtcd; if that does
+  // not connect either (or rtcd no longer knows the session), a new peer
+  // connection, which rtcd takes as the same session within control's
+  // reconnect grace window. Signals wait for the control socket.
+  recover(afterMs) {
+    clearTimeout(this.recoverTimer);
+    this.recoverTimer = setTimeout(() => {
+      if (this.closed || this.pc?.connectionState === 'connected') return;
+      if (!this.app.socket.connected) return; // socketBack() tries again
+      if (!this.recovering) {
+        this.recovering = true;
+        this.recoveries.ice_restart++;
+        this.signal({ type: 'ice_restart' });
+        this.recover(RESTART_TIMEOUT_MS);
+      } else {
+        this.startOver();
+      }
+    }, afterMs);
+  }
+
+  startOver() {
+    if (this.closed) return;
+    clearTimeout(this.recoverTimer);
+    this.recovering = false;
+    this.everConnected = false;
+    this.recoveries.new_connection++;
+    this.view.notice('Reconnecting the call\'s media…');
+    this.remote.clear();
+    this.view.renderAll();
+    this.connect();
+  }
+
+  // After the control socket came back: the call as control has it now.
+  async resync() {
+    let info;
+    try {
+      info = await get(`/calls/${enc(this.callId)}`);
+    } catch {
+      return;
+    }
+    if (this.closed) return;
+    if (info.ended_at) {
+      this.teardown();
+      this.calls.ended(this, 'The call ended.');
+      return;
+    }
+    const now = new Map(info.participants.map((p) => [p.session_id, p]));
+    if (!now.has(this.sessionId)) {
+      this.teardown();
+      this.calls.ended(this, 'You were disconnected from the call.');
+      return;
+    }
+    for (const id of this.participants.keys()) {
+      if (!now.has(id)) this.participantLeft(id, null);
+    }
+    for (const p of now.values()) this.participants.set(p.session_id, p);
+    this.view.renderAll();
+    const s = this.pc?.connectionState;
+    if (this.everConnected && s !== 'connected') this.recover(0);
+  }
+
+  // A callee of this direct or group call declined, or did not answer. In
+  // a direct call nobody is left to wait for: the call ends here.
+  async ringEnded(userId, reason) {
+    const name = await userName(userId);
+    const text = reason === 'declined' ? `${name} declined the call.` : `${name} did not answer.`;
+    const direct = this.app.channels.get(this.channelId)?.kind === 'direct';
+    const alone = [...this.participants.values()].every((p) => p.session_id === this.sessionId || p.bot);
+    if (direct && alone) {
+      await this.leave();
+      // Not "the call ended after 0:04" when its end event follows.
+      this.calls.lastCallId = null;
+      this.view.slotMessage(text);
+      announce(text);
+    } else {
+      this.view.notice(text);
+    }
   }
 
   enqueue(f) {
@@ -362,7 +471,9 @@ export class CallSession {
     try {
       const q = await quality(this.pc, this.prevQuality);
       this.prevQuality = q;
-      this.view.quality(q);
+      // While media is down the line says so (connectionState), not
+      // "poor" from stale numbers.
+      if (this.pc.connectionState === 'connected') this.view.quality(q);
     } catch {
       // A closed peer connection between two ticks.
     }
@@ -391,6 +502,7 @@ export class CallSession {
       mids: Object.fromEntries(this.mids),
       transceivers: this.pc?.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, current: t.currentDirection, kind: t.receiver.track.kind })),
       participants: [...this.participants.values()],
+      recoveries: this.recoveries,
     };
   }
 
@@ -520,8 +632,17 @@ export class CallSession {
     } else if (p.session_id === this.sessionId) {
       // A host muted me or stopped my share: follow what rtcd enforces.
       if (p.muted && this.local.microphone) this.local.microphone.enabled = false;
-      if (!p.screen && before?.screen && this.local.screen) this.stopScreenLocally();
+      if (!p.screen && before?.screen && this.local.screen) {
+        this.stopScreenLocally().then(() => { this.view.renderTile(this.sessionId); this.view.renderControls(); });
+        announce('A host stopped your screen share.');
+      }
       if (p.muted && before && !before.muted) announce('A host muted you.');
+      if (!p.hand_raised && before?.hand_raised) announce('Your hand is lowered.');
+      if (p.host && before && !before.host) {
+        announce('You are now a host of this call.');
+        // Every other tile gets its host menu.
+        this.view.renderAll();
+      }
       this.view.renderControls();
     } else if (joined) {
       userName(p.user_id).then((n) => announce(`${n} joined the call`));
@@ -554,6 +675,7 @@ export class CallSession {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.qualityTimer);
+    clearTimeout(this.recoverTimer);
     this.pc?.close();
     for (const t of Object.values(this.local)) t?.stop();
   }

@@ -284,13 +284,20 @@ export class CallView {
   quality(q) {
     if (!this.qualityEl) return;
     const rtt = q.rtt === null ? '–' : `${Math.round(q.rtt * 1000)} ms`;
-    this.qualityEl.textContent = `Connection: ${q.level} (round trip ${rtt}, loss ${(q.loss * 100).toFixed(1)} %)`;
+    // Over TCP (ICE-TCP when UDP is blocked) media arrives, but late
+    // packets wait for lost ones: worth telling.
+    const via = q.protocol === 'tcp' ? ', over TCP' : '';
+    this.qualityEl.textContent = `Connection: ${q.level} (round trip ${rtt}, loss ${(q.loss * 100).toFixed(1)} %${via})`;
     this.qualityEl.dataset.level = q.level;
+    if (q.protocol) this.qualityEl.dataset.transport = q.protocol;
   }
 
-  connectionState(state) {
+  // `recovering`: the media was connected before, so this is a loss the
+  // session is recovering from (call.js), not a network that never let
+  // the media through.
+  connectionState(state, { recovering = false } = {}) {
     if (!this.failure) return;
-    if (state === 'failed') {
+    if (state === 'failed' && !recovering) {
       replace(this.failure,
         h('p', {}, 'Media could not connect. UDP may be blocked on this network; a connection over TCP to the media server\'s port was tried too and did not work either. Ask your administrator to open the media port, or try another network.'),
         h('button', { type: 'button', onclick: () => this.session?.enqueue(() => this.session.offer({ iceRestart: true })) }, 'Try again'));
@@ -298,7 +305,13 @@ export class CallView {
     } else if (state === 'connected') {
       this.failure.hidden = true;
     }
-    if (state !== 'connected' && this.qualityEl) this.qualityEl.textContent = `Media: ${state}`;
+    if (state === 'connected') return;
+    if (this.qualityEl) {
+      this.qualityEl.textContent = recovering && (state === 'disconnected' || state === 'failed')
+        ? 'Media: connection lost, reconnecting…'
+        : `Media: ${state}`;
+      this.qualityEl.dataset.level = state;
+    }
   }
 
   // A live caption from the offloader's captioning bot.

@@ -51,13 +51,21 @@ const GOOD = { rtt: 0.15, loss: 0.02 };
 const FAIR = { rtt: 0.4, loss: 0.08 };
 
 // Reads a peer connection's stats; `prev` is the last reading, for loss
-// over the interval rather than since the start.
+// over the interval rather than since the start. `protocol` is the
+// selected candidate pair's transport (udp or tcp), null before one is.
 export async function quality(pc, prev) {
   const report = await pc.getStats();
   let rtt = null;
   let received = 0;
   let lost = 0;
   const inbound = [];
+  let pairId = null;
+  report.forEach((s) => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+  });
+  // The transport of the pair in use: udp, or tcp (ICE-TCP).
+  const pair = pairId ? report.get(pairId) : null;
+  const protocol = pair ? report.get(pair.localCandidateId)?.protocol ?? null : null;
   report.forEach((s) => {
     if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime !== undefined) {
       rtt = s.currentRoundTripTime;
@@ -85,5 +93,5 @@ export async function quality(pc, prev) {
     const r = rtt ?? 0;
     level = r <= GOOD.rtt && loss <= GOOD.loss ? 'good' : r <= FAIR.rtt && loss <= FAIR.loss ? 'fair' : 'poor';
   }
-  return { rtt, loss, level, received, lost, inbound };
+  return { rtt, loss, level, received, lost, inbound, protocol };
 }
