@@ -10,8 +10,8 @@
 // Flags override fields of the JSON file; with no file, flags alone do.
 // Scenarios: loopback, whip-whep, two-pages-relay, and the web client's
 // own (app.mjs: chat, call; recording.mjs: review, recording; m365.mjs:
-// m365-tab; chat.mjs: chat-channels, chat-direct, chat-files); see
-// README.md here.
+// m365-tab; chat.mjs: chat-channels, chat-direct, chat-files; calls.mjs:
+// ringing, controls, devices, reconnect, media-blocked); see README.md here.
 // Exit code: 0 when the scenario ran through ("ok": true), 1 when it failed
 // (the JSON line then carries "error"), 2 on bad usage.
 //
@@ -30,6 +30,7 @@ import { appScenarios } from './app.mjs';
 import { recordingScenarios } from './recording.mjs';
 import { m365Scenarios } from './m365.mjs';
 import { chatScenarios } from './chat.mjs';
+import { callScenarios } from './calls.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PAGES = path.join(HERE, 'pages');
@@ -259,9 +260,9 @@ const scenarios = {
 
 async function main() {
   const cfg = await parseArgs(process.argv.slice(2));
-  const own = appScenarios[cfg.scenario] ?? recordingScenarios[cfg.scenario] ?? m365Scenarios[cfg.scenario] ?? chatScenarios[cfg.scenario];
+  const own = appScenarios[cfg.scenario] ?? recordingScenarios[cfg.scenario] ?? m365Scenarios[cfg.scenario] ?? chatScenarios[cfg.scenario] ?? callScenarios[cfg.scenario];
   const run = own ?? scenarios[cfg.scenario];
-  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${[...Object.keys(scenarios), ...Object.keys(appScenarios), ...Object.keys(recordingScenarios), ...Object.keys(m365Scenarios), ...Object.keys(chatScenarios)].join(', ')})`);
+  if (!run) usage(`unknown scenario ${cfg.scenario} (known: ${[...Object.keys(scenarios), ...Object.keys(appScenarios), ...Object.keys(recordingScenarios), ...Object.keys(m365Scenarios), ...Object.keys(chatScenarios), ...Object.keys(callScenarios)].join(', ')})`);
 
   const started = Date.now();
   const result = { ok: false, scenario: cfg.scenario, error: null, elapsed_ms: null, sample_seconds: cfg.sample_seconds, trickle: cfg.trickle, screenshot: null };
