@@ -328,6 +328,19 @@ export const callScenarios = {
     await dialog.getByRole('button', { name: 'Done' }).click();
     await dialog.waitFor({ state: 'detached', timeout: 5000 });
     result.focus_after_done = await b.page.evaluate(() => document.activeElement?.id ?? null);
+    // What the switched page sends (to tell a sender that stopped from
+    // a receiver that cannot decode).
+    const sent = () => b.page.evaluate(async () => {
+      const a = window.enclaveApp.calls.active;
+      const r = await a.pc.getStats();
+      let out = null;
+      r.forEach((s) => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.mid === a.senders.camera.mid) out = { packets_sent: s.packetsSent, frames_encoded: s.framesEncoded, frame_width: s.frameWidth ?? null, limitation: s.qualityLimitationReason ?? null }; });
+      const t = a.senders.camera.sender.track;
+      return { out, track: t ? { state: t.readyState, enabled: t.enabled, muted: t.muted, settings: t.getSettings() } : null };
+    });
+    result.sent_after_switch = [await sent()];
+    await sleep(2000);
+    result.sent_after_switch.push(await sent());
     result.video_back_ms = await videoResumes(a, cfg.users[1]);
     result.media = { [a.name]: await growth(a, cfg.users[1]), [b.name]: await growth(b, ua) };
   },

@@ -69,21 +69,10 @@ fn main() {
         ("call_over_ice_tcp", call_over_ice_tcp, &no_firewall),
         ("call_media_blocked", call_media_blocked, &no_firewall),
     ];
-    // A flow this test found broken and that is not fixed yet: reported,
-    // not run, so the others stay a signal.
-    let known_bug = |name: &str| {
-        (name == "call_device_switching").then_some(
-            "after a camera switch the other page receives no more video from the switched page",
-        )
-    };
     let trials = tests
         .into_iter()
         .map(|(name, f, skip)| {
-            let mut ignored = skip.is_some() && !required;
-            if let Some(bug) = known_bug(name) {
-                eprintln!("browser_calls: {name} is ignored: {bug}");
-                ignored = true;
-            }
+            let ignored = skip.is_some() && !required;
             let skip = skip.clone();
             Trial::test(name, move || match skip {
                 Some(why) => Err(why.into()),
