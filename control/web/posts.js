@@ -1,15 +1,19 @@
 // A channel's conversation: posts (newest at the bottom), the composer
 // with attachments, reactions, the thread panel, and search results.
 
-import { api, get, post, put, del, enc, userName } from './api.js';
+import { api, get, post, put, patch, del, enc, userName } from './api.js';
 import { h, replace, time, announce, menu, duration } from './dom.js';
 import { reviewable, lineFor, RECORDER_USER_ID } from './review.js';
+import { openDialog } from './dialog.js';
 import { MentionCompleter } from './mention.js';
 
 export const EMOJI = { '+1': '👍', heart: '❤️', smile: '😄', tada: '🎉', eyes: '👀', thinking: '🤔' };
 const glyph = (name) => EMOJI[name] ?? `:${name}:`;
 const TYPING_EVERY_MS = 3000;
 const TYPING_SHOWN_MS = 5000;
+// Posts per page, the channel's first and each older one. A page this
+// full means there may be more before it.
+const PAGE = 60;
 
 function size(n) {
   if (n < 1024) return `${n} B`;
@@ -27,6 +31,7 @@ export class ChannelView {
     this.reactions = new Map(); // post id -> Reaction[]
     this.threadRoot = null;
     this.typing = new Map(); // user id -> timeout
+    this.deleted = new Set(); // post ids already taken off the page
     this.lastTyping = 0;
   }
 
@@ -55,7 +60,7 @@ export class ChannelView {
     this.app.calls?.channelOpened(channel);
     let posts = [];
     try {
-      posts = await get(`/channels/${enc(channel.id)}/posts?limit=60`);
+      posts = await get(`/channels/${enc(channel.id)}/posts?limit=${PAGE}`);
     } catch (e) {
       this.list.append(h('li', { class: 'error', role: 'alert' }, `Could not load messages: ${e.message}`));
       return;
@@ -63,13 +68,78 @@ export class ChannelView {
     if (this.channel !== channel) return;
     this.posts.clear();
     this.reactions.clear();
-    for (const p of posts.reverse()) {
+    this.older = null;
+    this.pageLoaded(posts);
+    for (const p of [...posts].reverse()) {
       if (p.root_id) continue;
       this.list.append(await this.renderPost(p));
     }
     this.list.scrollTop = this.list.scrollHeight;
     this.loadReactions(posts.filter((p) => !p.root_id).map((p) => p.id));
     this.markRead();
+  }
+
+  // After a page (newest first, replies included as the server pages
+  // them): the oldest is the next page's cursor, and a full page shows
+  // "Load older messages" at the top of the list.
+  pageLoaded(posts) {
+    this.cursor = posts[posts.length - 1]?.id ?? null;
+    const more = posts.length === PAGE;
+    if (more && !this.older) {
+      const button = h('button', { type: 'button', id: 'load-older', onclick: () => this.loadOlder() }, 'Load older messages');
+      this.older = h('li', { class: 'older' }, button);
+      this.list.prepend(this.older);
+    } else if (!more && this.older) {
+      this.older.remove();
+      this.older = null;
+    }
+  }
+
+  // The page before the oldest loaded, put above it without moving what
+  // the person is looking at: whatever scrolls (the list, or the page
+  // when the list is not height-bound) moves by as much as the post that
+  // was first went down.
+  async loadOlder() {
+    const channel = this.channel;
+    const button = this.older?.querySelector('button');
+    if (!button || !this.cursor || button.disabled) return;
+    button.disabled = true;
+    button.textContent = 'Loading…';
+    let posts;
+    try {
+      posts = await get(`/channels/${enc(channel.id)}/posts?limit=${PAGE}&before=${enc(this.cursor)}`);
+    } catch (e) {
+      button.disabled = false;
+      button.textContent = 'Load older messages';
+      announce(`Could not load older messages: ${e.message}`);
+      return;
+    }
+    if (this.channel !== channel) return;
+    const els = [];
+    for (const p of [...posts].reverse()) {
+      if (p.root_id || document.getElementById(`post-${p.id}`)) continue;
+      els.push(await this.renderPost(p));
+    }
+    if (this.channel !== channel) return;
+    const first = this.older.nextSibling;
+    const top = first?.getBoundingClientRect().top ?? 0;
+    for (const el of els) this.list.insertBefore(el, first);
+    this.pageLoaded(posts);
+    const moved = () => (first?.getBoundingClientRect().top ?? top) - top;
+    this.list.scrollTop += moved();
+    if (Math.abs(moved()) >= 1) window.scrollBy(0, moved());
+    if (this.older) {
+      button.disabled = false;
+      button.textContent = 'Load older messages';
+      button.focus();
+    } else {
+      // The button is gone: focus goes to the oldest message, not the page.
+      const oldest = els[0] ?? this.list;
+      oldest.tabIndex = -1;
+      oldest.focus({ preventScroll: true });
+    }
+    announce(`${els.length} older ${els.length === 1 ? 'message' : 'messages'} loaded${this.older ? '' : ', the start of the channel'}`);
+    this.loadReactions(els.map((el) => el.dataset.post));
   }
 
   markRead() {
@@ -109,13 +179,16 @@ export class ChannelView {
 
   fillPost(el, p, author) {
     const inThread = el.closest?.('.thread') || el.dataset.inThread;
+    // A repaint (an edit, a reply count) keeps focus on the action it was on.
+    const focused = el.contains(document.activeElement) && document.activeElement.matches('.actions button[class]')
+      ? document.activeElement.classList[0] : null;
     replace(el,
       h('header', {},
         h('strong', { class: 'author' }, author),
         p.from_bot && h('span', { class: 'tag' }, 'bot'),
         ' ',
         h('time', { datetime: new Date(p.created_at).toISOString() }, time(p.created_at)),
-        p.edited_at && h('span', { class: 'muted' }, ' (edited)'),
+        p.edited_at && h('span', { class: 'muted edited' }, ' (edited)'),
       ),
       h('p', { class: `message${p.deleted ? ' deleted' : ''}` }, p.deleted ? 'This message was deleted.' : p.message),
       p.files?.length > 0 && h('ul', { class: 'files', 'aria-label': 'Attachments' }, p.files.map((f) => h('li', {},
@@ -130,9 +203,113 @@ export class ChannelView {
         reviewable(p) && h('a', { class: 'button review', href: `#/review/${p.id}` }, '▶ Review'),
         !p.root_id && !inThread && h('button', { type: 'button', class: 'reply', onclick: () => this.openThread(p.id) },
           p.reply_count ? `${p.reply_count} ${p.reply_count === 1 ? 'reply' : 'replies'}` : 'Reply'),
+        this.mine(p) && h('button', { type: 'button', class: 'edit', 'aria-label': 'Edit message', onclick: () => this.startEdit(el, p.id) }, 'Edit'),
+        this.mine(p) && h('button', { type: 'button', class: 'delete', 'aria-label': 'Delete message', onclick: () => this.confirmDelete(p.id) }, 'Delete'),
       ),
     );
     this.paintReactionsIn(el, p.id);
+    if (focused) el.querySelector(`.actions button.${CSS.escape(focused)}`)?.focus();
+  }
+
+  // One's own posts, as people wrote them (a bot's post under one's name
+  // is not edited from here).
+  mine(p) {
+    return p.user_id === this.app.me.id && !p.from_bot && !p.deleted;
+  }
+
+  // The message turns into a box in place: Enter saves, Shift+Enter is a
+  // new line, Escape puts the message back. Focus returns to Edit.
+  startEdit(el, id) {
+    const p = this.posts.get(id);
+    const message = el.querySelector('.message');
+    if (!p || !message || el.querySelector('.edit-box')) return;
+    const box = h('textarea', { class: 'edit-box', rows: 2, 'aria-label': 'Edit message' });
+    box.value = p.message;
+    const error = h('p', { class: 'error', role: 'alert' });
+    const hint = h('p', { class: 'muted hint' }, 'Enter saves, Escape cancels.');
+    const editor = h('div', { class: 'editor' }, box, hint, error);
+    message.replaceWith(editor);
+    const done = () => {
+      const current = this.posts.get(id);
+      if (current && el.isConnected) this.fillPost(el, current, el.querySelector('.author')?.textContent ?? '');
+      el.querySelector('button.edit')?.focus();
+    };
+    box.addEventListener('keydown', async (e) => {
+      if (e.key === 'Escape') {
+        // Only the edit: not the thread panel around it.
+        e.preventDefault();
+        e.stopPropagation();
+        done();
+      } else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        const text = box.value.trim();
+        if (!text) { error.textContent = 'A message cannot be empty; Delete removes it.'; return; }
+        if (text === p.message) { done(); return; }
+        box.disabled = true;
+        try {
+          const saved = await patch(`/posts/${enc(id)}`, { message: text });
+          this.posts.set(id, { ...this.posts.get(id), ...saved });
+          done();
+          announce('Message edited');
+        } catch (err) {
+          box.disabled = false;
+          error.textContent = `Not saved: ${err.message}`;
+          box.focus();
+        }
+      }
+    });
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  confirmDelete(id) {
+    const p = this.posts.get(id);
+    if (!p) return;
+    const excerpt = p.message.length > 120 ? `${p.message.slice(0, 120)}…` : p.message;
+    const { dialog } = openDialog({
+      id: 'delete-dialog',
+      title: 'Delete this message?',
+      body: h('blockquote', { class: 'excerpt' }, excerpt),
+      submitLabel: 'Delete',
+      submit: async () => {
+        await del(`/posts/${enc(id)}`);
+        this.removePost(id);
+        announce('Message deleted');
+      },
+    });
+    // The Delete button focus would return to is gone with its post.
+    dialog.addEventListener('close', () => {
+      if (!document.activeElement || document.activeElement === document.body) this.list?.focus();
+    });
+  }
+
+  // As the server keeps them: a deleted post leaves the channel, and a
+  // deleted reply its thread (its root counts one fewer); a deleted root
+  // stays at the top of its open thread, marked deleted.
+  removePost(id, rootId = null) {
+    // Once: the deleting page removes it, then its own event comes.
+    if (this.deleted.has(id)) return;
+    this.deleted.add(id);
+    const p = this.posts.get(id);
+    const threadEl = document.getElementById(`thread-post-${id}`);
+    const keepRoot = this.threadRoot === id && threadEl;
+    const gone = [document.getElementById(`post-${id}`), !keepRoot && threadEl].filter(Boolean);
+    if (gone.some((el) => el.contains(document.activeElement))) this.list?.focus();
+    for (const el of gone) el.remove();
+    this.reactions.delete(id);
+    if (keepRoot && p) {
+      this.posts.set(id, { ...p, deleted: true, message: '', files: [] });
+      this.repaint(this.posts.get(id));
+      return;
+    }
+    // A reply not on screen still counts at its root (the event names it).
+    this.posts.delete(id);
+    const rid = p?.root_id ?? rootId;
+    const root = rid && this.posts.get(rid);
+    if (root) {
+      root.reply_count = Math.max(0, (root.reply_count ?? 1) - 1);
+      this.repaint(root);
+    }
   }
 
   paintReactions(postId) {
@@ -322,15 +499,17 @@ export class ChannelView {
         }
         break;
       }
-      case 'post_edited':
-      case 'post_deleted': {
-        const p = ev.post ?? { ...this.posts.get(ev.post_id), deleted: true, message: '' };
+      case 'post_edited': {
+        const p = ev.post;
         if (this.posts.has(p.id)) {
           this.posts.set(p.id, { ...this.posts.get(p.id), ...p });
           this.repaint(this.posts.get(p.id));
         }
         break;
       }
+      case 'post_deleted':
+        this.removePost(ev.post_id, ev.root_id);
+        break;
       case 'reaction_added':
       case 'reaction_removed': {
         const r = ev.reaction;
