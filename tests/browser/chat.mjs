@@ -17,6 +17,12 @@
 //   chat-files: users[0] attaches a PNG and sends it; users[1] sees the
 //       thumbnail and downloads the file (same bytes); users[1] searches for
 //       `query` and jumps to the post `post_id` in `jump_channel`.
+//   chat-posts: in `channel`, users[0] edits a post from the keyboard
+//       (Escape cancels once, then Enter saves) and deletes another after
+//       confirming; users[1] sees the edit, marked "(edited)", and the
+//       deleted post go, live. users[1] opens `history` (more posts than a
+//       page), scrolls up and uses "Load older messages" from the keyboard
+//       until `first_text` shows; the post at the top stays where it was.
 
 import { readFile } from 'node:fs/promises';
 import zlib from 'node:zlib';
@@ -323,6 +329,114 @@ export const chatScenarios = {
       return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
     });
     result.jump_text = (await linked.locator('.message').textContent()).trim();
+  },
+
+  async 'chat-posts'(ctx, cfg, result) {
+    const [ua, ub] = cfg.users;
+    const browser = await launch(cfg, ctx.args);
+    ctx.cleanup.push(() => browser.close());
+    const a = await signIn(browser, cfg, ua);
+    const b = await signIn(browser, cfg, ub);
+    ctx.shot = b.page;
+    await openChannel(a, cfg.channel);
+    await openChannel(b, cfg.channel);
+
+    // 1. A writes; B sees it. Only A's own post offers Edit and Delete.
+    const draft = `draft plan ${Date.now()}`;
+    await send(a, draft);
+    const sent = a.page.locator('#main .post.own', { hasText: draft });
+    await sent.waitFor({ timeout: 10000 });
+    const postId = (await sent.getAttribute('id')).replace('post-', '');
+    // By id from here: while it is edited the text is in a box, not the post.
+    const aPost = a.page.locator(`#post-${postId}`);
+    result.edited_id = postId;
+    const bPost = b.page.locator(`#post-${postId}`);
+    await bPost.waitFor({ timeout: 10000 });
+    result.actions_at_b = await bPost.locator('.actions button').allTextContents();
+
+    // 2. Edit from the keyboard: Escape cancels and gives focus back.
+    const edit = aPost.getByRole('button', { name: 'Edit message' });
+    await edit.focus();
+    await a.page.keyboard.press('Enter');
+    const box = aPost.getByRole('textbox', { name: 'Edit message' });
+    await box.waitFor();
+    result.edit_box_focused = await box.evaluate((el) => el === document.activeElement);
+    await a.page.keyboard.type(' not this');
+    await a.page.keyboard.press('Escape');
+    await box.waitFor({ state: 'detached' });
+    result.cancelled_text = (await aPost.locator('.message').textContent()).trim();
+    result.cancel_focus_on_edit = await edit.evaluate((el) => el === document.activeElement);
+    result.thread_still_closed = await a.page.locator('#thread').isHidden();
+
+    // 3. Then Enter saves; B sees the new text and the marker, live.
+    await a.page.keyboard.press('Enter');
+    await box.waitFor();
+    await a.page.keyboard.press('ControlOrMeta+a');
+    const revised = `revised plan ${Date.now()}`;
+    await a.page.keyboard.type(revised);
+    let t = Date.now();
+    await a.page.keyboard.press('Enter');
+    result.edit_seen_ms = await seen(bPost.locator('.message', { hasText: revised }), t);
+    result.edited_marker_at_b = (await bPost.locator('.edited').textContent()).trim();
+    await box.waitFor({ state: 'detached' });
+    result.edited_text_at_a = (await aPost.locator('.message').textContent()).trim();
+    result.save_focus_on_edit = await edit.evaluate((el) => el === document.activeElement);
+
+    // 4. A deletes another post, after confirming; it goes at both pages.
+    const doomed = `delete me ${Date.now()}`;
+    await send(a, doomed);
+    const aDoomed = a.page.locator('#main .post.own', { hasText: doomed });
+    await aDoomed.waitFor({ timeout: 10000 });
+    const doomedId = (await aDoomed.getAttribute('id')).replace('post-', '');
+    result.deleted_id = doomedId;
+    await b.page.locator(`#post-${doomedId}`).waitFor({ timeout: 10000 });
+    await aDoomed.getByRole('button', { name: 'Delete message' }).focus();
+    await a.page.keyboard.press('Enter');
+    const confirm = a.page.locator('#delete-dialog');
+    await confirm.waitFor();
+    result.confirm_title = (await confirm.locator('h2').textContent()).trim();
+    result.confirm_focus = await a.page.evaluate(() => document.activeElement?.textContent);
+    t = Date.now();
+    await confirm.getByRole('button', { name: 'Delete' }).click();
+    await b.page.locator(`#post-${doomedId}`).waitFor({ state: 'detached', timeout: 10000 });
+    result.delete_seen_ms = Date.now() - t;
+    await aDoomed.waitFor({ state: 'detached', timeout: 10000 });
+    result.deleted_at_a = true;
+    result.edited_still_at_b = (await bPost.locator('.message').textContent()).trim();
+
+    // 5. B opens a long channel: the latest page, and a way to older ones.
+    await openChannel(b, cfg.history);
+    const posts = b.page.locator('#main .posts > li.post');
+    const older = b.page.getByRole('button', { name: 'Load older messages' });
+    await older.waitFor({ timeout: 10000 });
+    await b.page.locator('#main .post .message', { hasText: new RegExp(`^${cfg.last_text}$`) }).waitFor({ timeout: 10000 });
+    result.history_first_page = await posts.count();
+    result.first_shown_before = await b.page.locator('#main .post .message', { hasText: new RegExp(`^${cfg.first_text}$`) }).count();
+    // Scrolled to the top, as a reader would to reach the button.
+    await older.scrollIntoViewIfNeeded();
+    const anchor = posts.first();
+    const anchorId = await anchor.getAttribute('id');
+    // Where it is on screen (whether the list or the page scrolls).
+    const offset = (id) => b.page.evaluate((i) => document.getElementById(i).getBoundingClientRect().top, id);
+    const before = await offset(anchorId);
+    let pages = 0;
+    const first = b.page.locator('#main .post .message', { hasText: new RegExp(`^${cfg.first_text}$`) });
+    t = Date.now();
+    while (await first.count() === 0 && pages < 10) {
+      await older.focus();
+      const count = await posts.count();
+      await b.page.keyboard.press('Enter');
+      await b.page.waitForFunction((n) => document.querySelectorAll('#main .posts > li.post').length > n, count, { timeout: 10000 });
+      pages++;
+    }
+    result.older_ms = Date.now() - t;
+    result.older_pages = pages;
+    result.anchor_shift_px = Math.abs((await offset(anchorId)) - before);
+    result.history_total = await posts.count();
+    result.button_gone = await older.count() === 0;
+    result.history_first_text = (await posts.first().locator('.message').textContent()).trim();
+    result.history_order_ok = await posts.locator('.message').evaluateAll((els) => els.every((el, i) => el.textContent === `history ${i}`));
+    await first.scrollIntoViewIfNeeded();
   },
 };
 

@@ -10,8 +10,9 @@
 // Flags override fields of the JSON file; with no file, flags alone do.
 // Scenarios: loopback, whip-whep, two-pages-relay, and the web client's
 // own (app.mjs: chat, call; recording.mjs: review, recording; m365.mjs:
-// m365-tab; chat.mjs: chat-channels, chat-direct, chat-files; calls.mjs:
-// ringing, controls, devices, reconnect, media-blocked); see README.md here.
+// m365-tab; chat.mjs: chat-channels, chat-direct, chat-files, chat-posts;
+// calls.mjs: ringing, controls, devices, reconnect, media-blocked); see
+// README.md here.
 // Exit code: 0 when the scenario ran through ("ok": true), 1 when it failed
 // (the JSON line then carries "error"), 2 on bad usage.
 //

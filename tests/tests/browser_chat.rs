@@ -16,6 +16,11 @@
 //! - `files_and_search`: an image attached and sent through the page; the
 //!   other user sees its thumbnail and downloads the same bytes; search
 //!   from the top bar and Jump to a post far back in another channel.
+//! - `edit_delete_history`: one user edits a post from the keyboard
+//!   (Escape cancels, Enter saves) and deletes another after confirming;
+//!   the other sees both live. A channel of 100 posts opens on the latest
+//!   page, and "Load older messages" brings the first without moving what
+//!   was on screen.
 //!
 //! Screenshots go to tests/artifacts/browser_chat_*.png. Skipped (ignored)
 //! without node, Chromium or tests/browser/node_modules, unless
@@ -58,10 +63,11 @@ fn main() {
             if required { "failing" } else { "skipping" }
         );
     }
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 4] = [
         ("channels", channels),
         ("direct_and_group", direct_and_group),
         ("files_and_search", files_and_search),
+        ("edit_delete_history", edit_delete_history),
     ];
     let trials = tests
         .into_iter()
@@ -536,6 +542,143 @@ fn files_and_search() -> Result<(), Failed> {
         r["file_post_ms"],
         r["search_ms"],
         r["jump_ms"],
+        shot.display()
+    );
+    Ok(())
+}
+
+/// More than the web client's page (60): the first post is one "Load
+/// older messages" away.
+const HISTORY_POSTS: usize = 100;
+
+fn edit_delete_history() -> Result<(), Failed> {
+    let c = Control::start()?;
+    let ada = c.user("ada", "Ada Lovelace")?;
+    let bruno = c.user("bruno", "Bruno Bell")?;
+    let (_, ids) = c.team(&[&ada, &bruno], &["town", "archive"])?;
+    for i in 0..HISTORY_POSTS {
+        c.call(
+            Method::POST,
+            &format!("/channels/{}/posts", ids[1]),
+            &ada,
+            json!({"message": format!("history {i}")}),
+        )?;
+    }
+    let shot = browser::artifacts_dir().join("browser_chat_history.png");
+    let r = browser::run_scenario(&json!({
+        "scenario": "chat-posts",
+        "base": c.base,
+        "users": [ada.login(), bruno.login()],
+        "channel": "town",
+        "history": "archive",
+        "first_text": "history 0",
+        "last_text": format!("history {}", HISTORY_POSTS - 1),
+        "timeout_ms": 120_000,
+        "screenshot": shot,
+    }))?;
+    eprintln!("posts: {r}");
+    check(
+        !texts(&r["actions_at_b"])
+            .iter()
+            .any(|a| *a == "Edit" || *a == "Delete"),
+        format!(
+            "another's post offers no edit or delete: {}",
+            r["actions_at_b"]
+        ),
+    )?;
+    check(
+        r["edit_box_focused"] == true
+            && text(&r["cancelled_text"]).starts_with("draft plan")
+            && !text(&r["cancelled_text"]).contains("not this")
+            && r["cancel_focus_on_edit"] == true
+            && r["thread_still_closed"] == true,
+        format!(
+            "Escape cancels: box focused {}, text {}, focus back {}",
+            r["edit_box_focused"], r["cancelled_text"], r["cancel_focus_on_edit"]
+        ),
+    )?;
+    check(
+        text(&r["edited_text_at_a"]).starts_with("revised plan")
+            && r["edited_still_at_b"] == r["edited_text_at_a"]
+            && r["edited_marker_at_b"] == "(edited)"
+            && r["save_focus_on_edit"] == true,
+        format!(
+            "edit: at A {}, at B {} {}, focus back {}",
+            r["edited_text_at_a"],
+            r["edited_still_at_b"],
+            r["edited_marker_at_b"],
+            r["save_focus_on_edit"]
+        ),
+    )?;
+    check(
+        r["confirm_title"] == "Delete this message?"
+            && r["confirm_focus"] == "Cancel"
+            && r["deleted_at_a"] == true,
+        format!(
+            "delete asks first: {}, focus on {}",
+            r["confirm_title"], r["confirm_focus"]
+        ),
+    )?;
+    // What the pages did, in control's own state.
+    let edited = c.call(
+        Method::GET,
+        &format!("/posts/{}", text(&r["edited_id"])),
+        &bruno,
+        json!(null),
+    )?;
+    check(
+        edited["message"] == r["edited_text_at_a"] && edited["edited_at"].is_i64(),
+        format!("the edit is stored: {edited}"),
+    )?;
+    let town = c.call(
+        Method::GET,
+        &format!("/channels/{}/posts", ids[0]),
+        &bruno,
+        json!(null),
+    )?;
+    let deleted = text(&r["deleted_id"]);
+    check(
+        !deleted.is_empty()
+            && town
+                .as_array()
+                .is_some_and(|a| a.iter().all(|p| p["id"] != deleted)),
+        format!("the deleted post is gone from the channel: {town}"),
+    )?;
+    check(
+        r["history_first_page"] == 60 && r["first_shown_before"] == 0,
+        format!(
+            "the long channel opens on its latest 60: {} posts, first shown {}",
+            r["history_first_page"], r["first_shown_before"]
+        ),
+    )?;
+    check(
+        r["older_pages"] == 1
+            && r["history_total"] == HISTORY_POSTS
+            && r["button_gone"] == true
+            && r["history_first_text"] == "history 0"
+            && r["history_order_ok"] == true,
+        format!(
+            "load older: {} pages, {} posts, button gone {}, first {}, in order {}",
+            r["older_pages"],
+            r["history_total"],
+            r["button_gone"],
+            r["history_first_text"],
+            r["history_order_ok"]
+        ),
+    )?;
+    check(
+        r["anchor_shift_px"].as_f64().is_some_and(|d| d < 2.0),
+        format!("the post at the top moved {} px", r["anchor_shift_px"]),
+    )?;
+    check(
+        shot.is_file(),
+        format!("no screenshot at {}", shot.display()),
+    )?;
+    eprintln!(
+        "edit seen after {} ms, delete after {} ms; older page in {} ms; screenshot {}",
+        r["edit_seen_ms"],
+        r["delete_seen_ms"],
+        r["older_ms"],
         shot.display()
     );
     Ok(())
