@@ -412,6 +412,14 @@ export const chatScenarios = {
     await b.page.locator('#main .post .message', { hasText: new RegExp(`^${cfg.last_text}$`) }).waitFor({ timeout: 10000 });
     result.history_first_page = await posts.count();
     result.first_shown_before = await b.page.locator('#main .post .message', { hasText: new RegExp(`^${cfg.first_text}$`) }).count();
+    // It opens at the newest post, and the list scrolls, not the page (the
+    // composer stays in view).
+    result.opened_at_newest = await b.page.evaluate(() => {
+      const last = [...document.querySelectorAll('#main .posts > li.post')].pop();
+      const r = last.getBoundingClientRect();
+      return r.bottom <= window.innerHeight + 1 && r.top >= 0;
+    });
+    result.page_scrolls = await b.page.evaluate(() => document.documentElement.scrollHeight > window.innerHeight + 1);
     // Scrolled to the top, as a reader would to reach the button.
     await older.scrollIntoViewIfNeeded();
     const anchor = posts.first();

@@ -652,6 +652,13 @@ fn edit_delete_history() -> Result<(), Failed> {
         ),
     )?;
     check(
+        r["opened_at_newest"] == true && r["page_scrolls"] == false,
+        format!(
+            "the long channel opens with its newest post in view ({}) and the page itself does not scroll ({})",
+            r["opened_at_newest"], r["page_scrolls"]
+        ),
+    )?;
+    check(
         r["older_pages"] == 1
             && r["history_total"] == HISTORY_POSTS
             && r["button_gone"] == true
