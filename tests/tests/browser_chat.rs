@@ -26,26 +26,17 @@
 //! without node, Chromium or tests/browser/node_modules, unless
 //! ENCLAVE_REQUIRE_BROWSER=1.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use anyhow::{Context, Result, ensure};
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Method, Request};
-use control::bus::LocalBus;
-use control::clock::SystemClock;
-use control::db::Db;
-use control::db::users::SystemRole;
-use control::{AppState, Config};
+use axum::http::Method;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use tests::{browser, netns};
-use tower::ServiceExt as _;
+
+#[path = "web/control.rs"]
+mod server;
+
+use server::Control;
 
 type TestFn = fn() -> Result<(), Failed>;
-
-const PASSWORD: &str = "Correct-Horse-9-Battery";
 
 fn main() {
     let netns = netns::enter_isolated_loopback();
@@ -83,159 +74,6 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// Control serving on loopback until dropped. Chat only: no media node.
-struct Control {
-    rt: tokio::runtime::Runtime,
-    state: AppState,
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-struct User {
-    id: String,
-    username: String,
-    display_name: String,
-    token: String,
-}
-
-impl User {
-    fn login(&self) -> Value {
-        json!({"username": self.username, "password": PASSWORD})
-    }
-}
-
-impl Control {
-    fn start() -> Result<Control> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let dir = tempfile::tempdir()?;
-        let mut config = Config::default();
-        config.server.data_dir = dir.path().to_owned();
-        config.server.drain_secs = 1;
-        // Plain http on loopback.
-        config.auth.cookie_secure = false;
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("control.db").display()
-        );
-        let (state, listener) = rt.block_on(async {
-            let db = Db::connect(&url, 5).await?;
-            let state = AppState::new(config, db, Arc::new(SystemClock), LocalBus::new());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            anyhow::Ok((state, listener))
-        })?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        rt.spawn(control::run(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Ok(Control {
-            rt,
-            state,
-            base,
-            stop: Some(stop),
-            _dir: dir,
-        })
-    }
-
-    fn user(&self, name: &str, display_name: &str) -> Result<User> {
-        self.rt.block_on(async {
-            let u = control::api::users::create_local_user(
-                &self.state,
-                name,
-                PASSWORD,
-                None,
-                display_name,
-                SystemRole::User,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("creating {name}: {e}"))?;
-            let token = control::auth::tokens::random_secret(control::auth::PAT_PREFIX);
-            control::db::sessions::create_token(
-                &self.state.db,
-                &u.id,
-                "browser test",
-                &control::auth::tokens::hash_secret(&token),
-                0,
-            )
-            .await?;
-            Ok(User {
-                id: u.id,
-                username: name.into(),
-                display_name: display_name.into(),
-                token,
-            })
-        })
-    }
-
-    /// A JSON request through the router (no socket), as `who`.
-    fn call(&self, method: Method, path: &str, who: &User, body: Value) -> Result<Value> {
-        self.rt.block_on(async {
-            let mut req = Request::builder()
-                .method(method.clone())
-                .uri(format!("/api/v1{path}"))
-                .header("authorization", format!("Bearer {}", who.token))
-                .header("content-type", "application/json")
-                .body(Body::from(body.to_string()))?;
-            let peer: SocketAddr = "127.0.0.1:1".parse()?;
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let resp = control::app(self.state.clone()).oneshot(req).await?;
-            let status = resp.status();
-            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await?;
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            ensure!(status.is_success(), "{method} {path}: {status} {v}");
-            Ok(v)
-        })
-    }
-
-    /// The team "crew" of `members` (the first its admin) with open
-    /// channels `names` that everyone joined; returns (team, channel ids).
-    fn team(&self, members: &[&User], names: &[&str]) -> Result<(String, Vec<String>)> {
-        let admin = members[0];
-        let team = self.call(
-            Method::POST,
-            "/teams",
-            admin,
-            json!({"name": "crew", "display_name": "Crew"}),
-        )?;
-        let team = team["id"].as_str().context("team id")?.to_owned();
-        for m in &members[1..] {
-            self.call(
-                Method::POST,
-                &format!("/teams/{team}/members"),
-                admin,
-                json!({"user_id": m.id}),
-            )?;
-        }
-        let mut ids = Vec::new();
-        for name in names {
-            let c = self.call(
-                Method::POST,
-                &format!("/teams/{team}/channels"),
-                admin,
-                json!({"name": name, "display_name": name, "kind": "open"}),
-            )?;
-            let id = c["id"].as_str().context("channel id")?.to_owned();
-            for m in &members[1..] {
-                self.call(Method::POST, &format!("/channels/{id}/join"), m, json!({}))?;
-            }
-            ids.push(id);
-        }
-        Ok((team, ids))
-    }
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 fn check(ok: bool, what: String) -> Result<(), Failed> {
     if ok { Ok(()) } else { Err(what.into()) }
 }
@@ -252,9 +90,9 @@ fn texts(v: &Value) -> Vec<&str> {
 
 fn channels() -> Result<(), Failed> {
     let c = Control::start()?;
-    let ada = c.user("ada", "Ada Lovelace")?;
-    let bruno = c.user("bruno", "Bruno Bell")?;
-    let (team, _) = c.team(&[&ada, &bruno], &["town"])?;
+    let ada = c.person("ada", "Ada Lovelace")?;
+    let bruno = c.person("bruno", "Bruno Bell")?;
+    let (team, _) = c.team_and_channels(&[&ada, &bruno], &["town"])?;
     let shot = browser::artifacts_dir().join("browser_chat_channels_320.png");
     let r = browser::run_scenario(&json!({
         "scenario": "chat-channels",
@@ -399,10 +237,10 @@ fn channels() -> Result<(), Failed> {
 
 fn direct_and_group() -> Result<(), Failed> {
     let c = Control::start()?;
-    let ada = c.user("ada", "Ada Lovelace")?;
-    let bruno = c.user("bruno", "Bruno Bell")?;
-    let cleo = c.user("cleo", "Cleo Chen")?;
-    c.team(&[&ada, &bruno, &cleo], &["town"])?;
+    let ada = c.person("ada", "Ada Lovelace")?;
+    let bruno = c.person("bruno", "Bruno Bell")?;
+    let cleo = c.person("cleo", "Cleo Chen")?;
+    c.team_and_channels(&[&ada, &bruno, &cleo], &["town"])?;
     let shot = browser::artifacts_dir().join("browser_chat_direct_320.png");
     let r = browser::run_scenario(&json!({
         "scenario": "chat-direct",
@@ -475,9 +313,9 @@ fn direct_and_group() -> Result<(), Failed> {
 
 fn files_and_search() -> Result<(), Failed> {
     let c = Control::start()?;
-    let ada = c.user("ada", "Ada Lovelace")?;
-    let bruno = c.user("bruno", "Bruno Bell")?;
-    let (_, ids) = c.team(&[&ada, &bruno], &["town", "general"])?;
+    let ada = c.person("ada", "Ada Lovelace")?;
+    let bruno = c.person("bruno", "Bruno Bell")?;
+    let (_, ids) = c.team_and_channels(&[&ada, &bruno], &["town", "general"])?;
     // The post to find, then enough after it that it starts off screen.
     let target = c.call(
         Method::POST,
@@ -553,9 +391,9 @@ const HISTORY_POSTS: usize = 100;
 
 fn edit_delete_history() -> Result<(), Failed> {
     let c = Control::start()?;
-    let ada = c.user("ada", "Ada Lovelace")?;
-    let bruno = c.user("bruno", "Bruno Bell")?;
-    let (_, ids) = c.team(&[&ada, &bruno], &["town", "archive"])?;
+    let ada = c.person("ada", "Ada Lovelace")?;
+    let bruno = c.person("bruno", "Bruno Bell")?;
+    let (_, ids) = c.team_and_channels(&[&ada, &bruno], &["town", "archive"])?;
     for i in 0..HISTORY_POSTS {
         c.call(
             Method::POST,

@@ -3,7 +3,7 @@
 //! loopback port until dropped; users with a password (to sign in through
 //! the page) and a token (to set things up through the router).
 //!
-//! Shared by browser_app and browser_calls with `#[path]`; run it inside
+//! Shared by browser_app, browser_calls and browser_chat with `#[path]`; run it inside
 //! [`tests::netns`], as they do.
 
 #![allow(
@@ -40,7 +40,15 @@ pub struct Control {
 pub struct User {
     pub id: String,
     pub username: String,
+    pub display_name: String,
     pub token: String,
+}
+
+impl User {
+    /// The sign-in form's fields.
+    pub fn login(&self) -> Value {
+        json!({"username": self.username, "password": PASSWORD})
+    }
 }
 
 impl Control {
@@ -95,13 +103,18 @@ impl Control {
     }
 
     pub fn user(&self, name: &str) -> Result<User> {
+        self.person(name, name)
+    }
+
+    /// A user whose display name differs from the username.
+    pub fn person(&self, name: &str, display_name: &str) -> Result<User> {
         self.rt.block_on(async {
             let u = control::api::users::create_local_user(
                 &self.state,
                 name,
                 PASSWORD,
                 None,
-                name,
+                display_name,
                 SystemRole::User,
             )
             .await
@@ -118,6 +131,7 @@ impl Control {
             Ok(User {
                 id: u.id,
                 username: name.into(),
+                display_name: display_name.into(),
                 token,
             })
         })
@@ -146,6 +160,15 @@ impl Control {
     /// A team of `members` (the first is its admin) with open channels
     /// `names`, everyone in each; returns the channel ids.
     pub fn team(&self, members: &[&User], names: &[&str]) -> Result<Vec<String>> {
+        Ok(self.team_and_channels(members, names)?.1)
+    }
+
+    /// As [`Control::team`], also returning the team's id.
+    pub fn team_and_channels(
+        &self,
+        members: &[&User],
+        names: &[&str],
+    ) -> Result<(String, Vec<String>)> {
         let admin = members[0];
         let team = self.call(
             Method::POST,
@@ -176,7 +199,7 @@ impl Control {
             }
             ids.push(id);
         }
-        Ok(ids)
+        Ok((team, ids))
     }
 }
 
