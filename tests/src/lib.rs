@@ -14,6 +14,7 @@
 //! - [`offloader_proc`]: the offloader as a process, to kill and restart.
 
 pub mod browser;
+pub mod browser_gate;
 pub mod entra;
 pub mod firewall;
 pub mod netns;

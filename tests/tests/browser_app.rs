@@ -23,10 +23,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::json;
 use tests::browser;
-use tests::netns;
+use tests::browser_gate::Gate;
 
 #[path = "browser_app/recording.rs"]
 mod recording;
@@ -35,54 +35,25 @@ mod server;
 
 use server::{Control, PASSWORD, User};
 
-type TestFn = fn() -> Result<(), Failed>;
-
 fn main() {
-    let netns = netns::enter_isolated_loopback();
+    let gate = Gate::enter("browser_app");
     let mut args = Arguments::from_args();
     args.test_threads.get_or_insert(1);
-    let no_netns = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"));
-    let no_browser = no_netns
-        .clone()
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &no_browser {
-        eprintln!(
-            "browser_app: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
-    let tests: [(&str, TestFn, &Option<String>); 6] = [
-        ("web_client_headers", web_client_headers, &no_netns),
-        ("chat_two_users", chat_two_users, &no_browser),
-        ("call_three_users", call_three_users, &no_browser),
-        ("review_recording", recording::review_recording, &no_browser),
-        (
+    let trials = vec![
+        gate.trial(
+            "web_client_headers",
+            web_client_headers,
+            gate.no_netns.clone(),
+        ),
+        gate.browser("chat_two_users", chat_two_users),
+        gate.browser("call_three_users", call_three_users),
+        gate.browser("review_recording", recording::review_recording),
+        gate.browser(
             "call_recording_captions",
             recording::call_recording_captions,
-            &no_browser,
         ),
-        (
-            "call_recording_bot",
-            recording::call_recording_bot,
-            &no_browser,
-        ),
+        gate.browser("call_recording_bot", recording::call_recording_bot),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f, skip)| {
-            let ignored = skip.is_some() && !required;
-            let skip = skip.clone();
-            Trial::test(name, move || match skip {
-                Some(why) => Err(why.into()),
-                None => f(),
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 

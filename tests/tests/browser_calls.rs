@@ -26,61 +26,34 @@
 use anyhow::Context as _;
 use axum::http::Method;
 use control::calls::ice::IceServerConfig;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
+use tests::browser;
+use tests::browser_gate::Gate;
 use tests::firewall::{Block, Firewall};
-use tests::{browser, netns};
 
 #[path = "web/control.rs"]
 mod server;
 
 use server::{Control, PASSWORD, User};
 
-type TestFn = fn() -> Result<(), Failed>;
-
 fn main() {
-    let netns = netns::enter_isolated_loopback();
+    let gate = Gate::enter("browser_calls");
     let mut args = Arguments::from_args();
     // Chromium with three peers per test: one test at a time on a small machine.
     args.test_threads.get_or_insert(1);
-    let no_netns = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"));
-    let no_browser = no_netns
-        .clone()
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &no_browser {
-        eprintln!(
-            "browser_calls: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
-    let no_firewall = no_browser.clone().or_else(|| {
+    let no_firewall = gate.no_browser.clone().or_else(|| {
         (!tests::firewall::available())
             .then(|| "nft is not installed (apt-get install nftables)".to_string())
     });
-    let tests: [(&str, TestFn, &Option<String>); 6] = [
-        ("call_ringing", call_ringing, &no_browser),
-        ("call_in_call_controls", call_in_call_controls, &no_browser),
-        ("call_device_switching", call_device_switching, &no_browser),
-        ("call_reconnect", call_reconnect, &no_firewall),
-        ("call_over_ice_tcp", call_over_ice_tcp, &no_firewall),
-        ("call_media_blocked", call_media_blocked, &no_firewall),
+    let trials = vec![
+        gate.browser("call_ringing", call_ringing),
+        gate.browser("call_in_call_controls", call_in_call_controls),
+        gate.browser("call_device_switching", call_device_switching),
+        gate.trial("call_reconnect", call_reconnect, no_firewall.clone()),
+        gate.trial("call_over_ice_tcp", call_over_ice_tcp, no_firewall.clone()),
+        gate.trial("call_media_blocked", call_media_blocked, no_firewall),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f, skip)| {
-            let ignored = skip.is_some() && !required;
-            let skip = skip.clone();
-            Trial::test(name, move || match skip {
-                Some(why) => Err(why.into()),
-                None => f(),
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 

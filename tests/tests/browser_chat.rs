@@ -27,50 +27,26 @@
 //! ENCLAVE_REQUIRE_BROWSER=1.
 
 use axum::http::Method;
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
-use tests::{browser, netns};
+use tests::browser;
+use tests::browser_gate::Gate;
 
 #[path = "web/control.rs"]
 mod server;
 
 use server::Control;
 
-type TestFn = fn() -> Result<(), Failed>;
-
 fn main() {
-    let netns = netns::enter_isolated_loopback();
+    let gate = Gate::enter("browser_chat");
     let mut args = Arguments::from_args();
     args.test_threads.get_or_insert(1);
-    let no_browser = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"))
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &no_browser {
-        eprintln!(
-            "browser_chat: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
-    let tests: [(&str, TestFn); 4] = [
-        ("channels", channels),
-        ("direct_and_group", direct_and_group),
-        ("files_and_search", files_and_search),
-        ("edit_delete_history", edit_delete_history),
+    let trials = vec![
+        gate.browser("channels", channels),
+        gate.browser("direct_and_group", direct_and_group),
+        gate.browser("files_and_search", files_and_search),
+        gate.browser("edit_delete_history", edit_delete_history),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f)| {
-            let skip = no_browser.clone();
-            Trial::test(name, move || match skip {
-                Some(why) => Err(why.into()),
-                None => f(),
-            })
-            .with_ignored_flag(no_browser.is_some() && !required)
-        })
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 

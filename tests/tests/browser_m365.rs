@@ -33,10 +33,11 @@ use control::db::Db;
 use control::db::users::SystemRole;
 use control::m365::M365Config;
 use control::{AppState, Config};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
+use tests::browser_gate::Gate;
 use tests::entra::{self, SigningKey};
-use tests::{browser, netns, ports};
+use tests::{browser, ports};
 use tower::ServiceExt as _;
 
 const CLIENT_ID: &str = "6d2c3b1a-0f4e-4a8b-9c7d-2e1f0a3b4c5d";
@@ -45,28 +46,11 @@ const OID: &str = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b";
 const PASSWORD: &str = "Correct-Horse-9-Battery";
 
 fn main() {
-    let netns = netns::enter_isolated_loopback();
+    let gate = Gate::enter("browser_m365");
     let mut args = Arguments::from_args();
     args.test_threads.get_or_insert(1);
-    let skip = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"))
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &skip {
-        eprintln!(
-            "browser_m365: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
-    let ignored = skip.is_some() && !required;
-    let trial = Trial::test("tab_signs_in_inside_a_host", move || match skip {
-        Some(why) => Err(why.into()),
-        None => tab_signs_in_inside_a_host(),
-    })
-    .with_ignored_flag(ignored);
-    libtest_mimic::run(&args, vec![trial]).exit();
+    let trials = vec![gate.browser("tab_signs_in_inside_a_host", tab_signs_in_inside_a_host)];
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// Control serving on loopback until dropped.
