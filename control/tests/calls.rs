@@ -1040,6 +1040,23 @@ async fn request(
 
 const NODE_KEY: &str = "calls-failover-test-key-0123456789abcdef";
 
+/// Control on external media nodes `nodes`, with heartbeats fast enough
+/// that a lost node is noticed within a second and found again soon.
+fn external_nodes(nodes: Vec<String>) -> Config {
+    Config {
+        rtcd: RtcdConfig {
+            mode: control::nodes::RtcdMode::External,
+            nodes,
+            api_key: NODE_KEY.into(),
+            heartbeat_ms: 200,
+            node_timeout_ms: 1000,
+            reconnect_max_ms: 500,
+            ..RtcdConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
 both!(a_call_survives_its_media_node);
 
 /// Two media nodes, each an rtcd process; the one hosting a call of three
@@ -1050,19 +1067,7 @@ async fn a_call_survives_its_media_node(kind: Kind) {
         RtcdProcess::start("media-1", NODE_KEY, 5).expect("rtcd process"),
         RtcdProcess::start("media-2", NODE_KEY, 5).expect("rtcd process"),
     ];
-    let rtcd = RtcdConfig {
-        mode: control::nodes::RtcdMode::External,
-        nodes: nodes.iter().map(RtcdProcess::url).collect(),
-        api_key: NODE_KEY.into(),
-        heartbeat_ms: 200,
-        node_timeout_ms: 1000,
-        reconnect_max_ms: 500,
-        ..RtcdConfig::default()
-    };
-    let config = Config {
-        rtcd,
-        ..Config::default()
-    };
+    let config = external_nodes(nodes.iter().map(RtcdProcess::url).collect());
     let cx = Ctx::new(kind, config).await;
     assert!(cx.app.state.nodes.wait_up(2, WAIT).await);
     let p = users(&cx.app, &["alice", "bob", "carol"]).await;
@@ -1183,20 +1188,8 @@ async fn a_call_leaves_a_draining_node(kind: Kind) {
         RtcdProcess::start("media-1", NODE_KEY, DRAIN_SECS).expect("rtcd process"),
         RtcdProcess::start("media-2", NODE_KEY, DRAIN_SECS).expect("rtcd process"),
     ];
-    let rtcd = RtcdConfig {
-        mode: control::nodes::RtcdMode::External,
-        nodes: nodes.iter().map(RtcdProcess::url).collect(),
-        api_key: NODE_KEY.into(),
-        heartbeat_ms: 200,
-        node_timeout_ms: 1000,
-        reconnect_max_ms: 500,
-        drain_move_margin_secs: DRAIN_MARGIN_SECS,
-        ..RtcdConfig::default()
-    };
-    let config = Config {
-        rtcd,
-        ..Config::default()
-    };
+    let mut config = external_nodes(nodes.iter().map(RtcdProcess::url).collect());
+    config.rtcd.drain_move_margin_secs = DRAIN_MARGIN_SECS;
     let cx = Ctx::new(kind, config).await;
     assert!(cx.app.state.nodes.wait_up(2, WAIT).await);
     let p = users(&cx.app, &["alice", "bob", "carol", "dave"]).await;
@@ -1386,19 +1379,7 @@ both!(a_call_waits_for_a_media_node);
 async fn a_call_waits_for_a_media_node(kind: Kind) {
     let mut node = RtcdProcess::start("media-1", NODE_KEY, 5).expect("rtcd process");
     let (api, url) = (node.api, node.url());
-    let rtcd = RtcdConfig {
-        mode: control::nodes::RtcdMode::External,
-        nodes: vec![url.clone()],
-        api_key: NODE_KEY.into(),
-        heartbeat_ms: 200,
-        node_timeout_ms: 1000,
-        reconnect_max_ms: 500,
-        ..RtcdConfig::default()
-    };
-    let config = Config {
-        rtcd,
-        ..Config::default()
-    };
+    let config = external_nodes(vec![url.clone()]);
     let cx = Ctx::new(kind, config).await;
     assert!(cx.app.state.nodes.wait_up(1, WAIT).await);
     let (_, mut ws, call, sessions, peers) = two_talking(&cx).await;
@@ -1477,19 +1458,7 @@ async fn a_node_back_from_a_false_down_drops_what_moved(kind: Kind) {
         format!("http://{}", relay.addr),
         format!("http://{}", b.api_addr),
     );
-    let rtcd = RtcdConfig {
-        mode: control::nodes::RtcdMode::External,
-        nodes: vec![a_key.clone(), b_key.clone()],
-        api_key: NODE_KEY.into(),
-        heartbeat_ms: 200,
-        node_timeout_ms: 1000,
-        reconnect_max_ms: 500,
-        ..RtcdConfig::default()
-    };
-    let config = Config {
-        rtcd,
-        ..Config::default()
-    };
+    let config = external_nodes(vec![a_key.clone(), b_key.clone()]);
     let cx = Ctx::new(kind, config).await;
     let pool = &cx.app.state.nodes;
     assert!(pool.wait_up(2, WAIT).await);
@@ -1580,19 +1549,7 @@ async fn the_only_node_back_from_a_false_down_takes_its_call_again(kind: Kind) {
     let a = rtcd::Rtcd::start(c).await.unwrap();
     let relay = tests::relay::FreezableRelay::start(a.api_addr).unwrap();
     let a_key = format!("http://{}", relay.addr);
-    let rtcd = RtcdConfig {
-        mode: control::nodes::RtcdMode::External,
-        nodes: vec![a_key.clone()],
-        api_key: NODE_KEY.into(),
-        heartbeat_ms: 200,
-        node_timeout_ms: 1000,
-        reconnect_max_ms: 500,
-        ..RtcdConfig::default()
-    };
-    let config = Config {
-        rtcd,
-        ..Config::default()
-    };
+    let config = external_nodes(vec![a_key.clone()]);
     let cx = Ctx::new(kind, config).await;
     assert!(cx.app.state.nodes.wait_up(1, WAIT).await);
     let (_, mut ws, call, sessions, _peers) = two_talking(&cx).await;
