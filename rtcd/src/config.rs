@@ -47,10 +47,14 @@ pub struct RtcConfig {
     pub max_sessions_per_worker: usize,
     pub connect_timeout_secs: u64,
     pub disconnect_timeout_secs: u64,
-    /// How long each subscriber's video packets are kept to answer NACKs
-    /// (0: no resends). Longer windows suit long round trips and cost
-    /// memory per subscribed video stream.
+    /// Longest time a subscriber's video packets are kept to answer NACKs
+    /// (0: no resends): the window for the slowest round trips. Longer
+    /// windows cost memory per subscribed video stream.
     pub resend_window_ms: u64,
+    /// Shortest such window: each stream starts here and grows with the
+    /// subscriber's round trip up to `resend_window_ms`. Equal to it: a
+    /// fixed window.
+    pub resend_window_min_ms: u64,
     /// Most video packets kept per subscribed stream, whatever their age.
     pub resend_window_packets: usize,
 }
@@ -116,6 +120,7 @@ impl Default for RtcConfig {
             connect_timeout_secs: 30,
             disconnect_timeout_secs: 15,
             resend_window_ms: rtcd_core::DEFAULT_RESEND_WINDOW.as_millis() as u64,
+            resend_window_min_ms: rtcd_core::DEFAULT_RESEND_WINDOW_MIN.as_millis() as u64,
             resend_window_packets: rtcd_core::DEFAULT_RESEND_WINDOW_PACKETS,
         }
     }
@@ -253,6 +258,12 @@ impl Config {
         if self.rtc.resend_window_ms > 10_000 {
             errors.push("rtc.resend_window_ms must be at most 10000".into());
         }
+        if self.rtc.resend_window_min_ms > self.rtc.resend_window_ms {
+            errors.push(
+                "rtc.resend_window_min_ms must not exceed rtc.resend_window_ms (equal: a fixed window)"
+                    .into(),
+            );
+        }
         if !(1..=10_000).contains(&self.rtc.resend_window_packets) {
             errors.push("rtc.resend_window_packets must be between 1 and 10000".into());
         }
@@ -331,6 +342,24 @@ mod tests {
         assert!(errors.iter().any(|e| e.contains("colour")));
         assert!(errors.iter().any(|e| e.contains("u16")));
         assert!(errors.iter().any(|e| e.contains("socket address")));
+    }
+
+    #[test]
+    fn the_resend_window_floor_may_not_pass_its_ceiling() {
+        let about_the_floor = |c: &Config| {
+            c.validate()
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .filter(|e| e.contains("rtc.resend_window_min_ms"))
+                .count()
+        };
+        let mut c = Config::default();
+        assert_eq!(about_the_floor(&c), 0);
+        c.rtc.resend_window_min_ms = c.rtc.resend_window_ms;
+        assert_eq!(about_the_floor(&c), 0, "equal: a fixed window");
+        c.rtc.resend_window_min_ms += 1;
+        assert_eq!(about_the_floor(&c), 1);
     }
 
     #[test]

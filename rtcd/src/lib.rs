@@ -116,6 +116,7 @@ impl Rtcd {
             core.connect_timeout = Duration::from_secs(config.rtc.connect_timeout_secs);
             core.disconnect_timeout = Duration::from_secs(config.rtc.disconnect_timeout_secs);
             core.resend_window = Duration::from_millis(config.rtc.resend_window_ms);
+            core.resend_window_min = Duration::from_millis(config.rtc.resend_window_min_ms);
             core.resend_window_packets = config.rtc.resend_window_packets;
             let (w, h) = worker::prepare(i, Sfu::new(core), socket, tcp.clone(), events_tx.clone())
                 .context("starting a worker")?;

@@ -27,7 +27,9 @@ CONFIGURATION (file keys; each can be set as RTCD_<SECTION>__<KEY>, e.g. RTCD_AP
   rtc.max_sessions_per_worker   sessions a worker accepts                      [10000]
   rtc.connect_timeout_secs      a session that never connects is closed after  [30]
   rtc.disconnect_timeout_secs   a session that lost connectivity is closed     [15]
-  rtc.resend_window_ms          video kept per subscriber for NACKs, 0 = none  [1000]
+  rtc.resend_window_ms          video kept per subscriber for NACKs, longest,
+                                0 = none                                       [1000]
+  rtc.resend_window_min_ms      shortest; grows with the round trip            [250]
   rtc.resend_window_packets     at most this many packets per video stream     [512]
   api.listen                    HTTP: control API, WHIP/WHEP, metrics, health  [127.0.0.1:8045]
   api.keys                      control nodes' bearer keys (≥ 32 chars each)   [[]]

@@ -130,6 +130,14 @@ pub fn render(node: &Node) -> String {
     )
     .with_label_values(&[] as &[&str])
     .inc_by(total.nacks_received);
+    counter(
+        &r,
+        "resend_window_changes_total",
+        "Subscriber video streams whose resend window changed to follow their round trip.",
+        &[],
+    )
+    .with_label_values(&[] as &[&str])
+    .inc_by(total.resend_window_changes);
     let kf = counter(
         &r,
         "keyframe_requests_total",

@@ -52,6 +52,7 @@ mod demux;
 mod fanout;
 mod fasthash;
 mod negotiation;
+mod resend;
 mod routing;
 mod session;
 mod sfu;
@@ -59,7 +60,10 @@ mod stats;
 mod timers;
 mod vad;
 
-pub use config::{CoreConfig, DEFAULT_RESEND_WINDOW, DEFAULT_RESEND_WINDOW_PACKETS, NatMapping};
+pub use config::{
+    CoreConfig, DEFAULT_RESEND_WINDOW, DEFAULT_RESEND_WINDOW_MIN, DEFAULT_RESEND_WINDOW_PACKETS,
+    NatMapping,
+};
 pub use demux::{is_stun, stun_username_ufrag, ufrag_worker};
 pub use sfu::{
     CoreError, Datagram, MAX_DATAGRAM, Output, Protocol, Sfu, Transmit, WhepRequest, WhipAnswer,

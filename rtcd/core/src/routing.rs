@@ -1,7 +1,7 @@
 //! Media routing: from a publisher's RTP to its subscribers, keyframe
 //! requests back, and simulcast layer choice.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use signaling::SessionId;
 use signaling::media::{TrackSource, VideoQuality};
@@ -223,17 +223,13 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            if class == MediaClass::Video && !out.resend_window_set {
+            if class == MediaClass::Video && out.resend_window.is_none() {
                 // str0m keeps 3 s per stream unless told otherwise (only
                 // the packet cap is an `RtcConfig` setting); this drops
-                // the (empty) cache once, before the first packet. 0.15 is
-                // str0m's default cap on the share of resent bytes.
-                tx.set_rtx_cache(
-                    self.config.resend_window_packets,
-                    self.config.resend_window,
-                    Some(0.15),
-                );
-                out.resend_window_set = true;
+                // the (empty) cache once, before the first packet.
+                let window = self.resend.initial();
+                set_resend_window(tx, window, self.config.resend_window_packets);
+                out.resend_window = Some(window);
             }
             tx.write_rtp(
                 RtpWrite::new(out_pt, seq.into(), ts, f.arrival, f.payload.clone())
@@ -566,7 +562,41 @@ impl Sfu {
         };
         let last = s.egress_nacks.insert(m.mid, m.nacks).unwrap_or(0);
         self.stats.nacks_received += m.nacks.saturating_sub(last);
+        let Some(rtt) = m.rtt else {
+            return;
+        };
+        self.stats.rtt.observe(rtt.as_secs_f64());
+        let Some(out) = s.outputs.get_mut(&m.mid) else {
+            return;
+        };
+        // Video only: audio is never kept for resends.
+        let Some(current) = out.resend_window else {
+            return;
+        };
+        let Some(window) = self.resend.adjust(current, rtt) else {
+            return;
+        };
+        let mut api = s.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(m.mid, None) else {
+            return;
+        };
+        set_resend_window(tx, window, self.config.resend_window_packets);
+        out.resend_window = Some(window);
+        self.stats.resend_window_changes += 1;
+        tracing::debug!(
+            session = %s.id,
+            mid = %m.mid,
+            rtt_ms = rtt.as_millis() as u64,
+            window_ms = window.as_millis() as u64,
+            "resend window follows the round trip"
+        );
     }
+}
+
+/// Gives a subscriber's video stream a new, empty resend cache. 0.15 is
+/// str0m's default cap on the share of resent bytes.
+fn set_resend_window(tx: &mut str0m::rtp::StreamTx, window: Duration, packets: usize) {
+    tx.set_rtx_cache(packets, window, Some(0.15));
 }
 
 /// Same codec and, where it matters for decoding, the same parameters.

@@ -126,8 +126,9 @@ pub(crate) struct OutTrack {
     pub pt_map: Option<(Pt, Pt)>,
     /// rtcd added this m-line by renegotiation (so it may stop it).
     pub ours: bool,
-    /// The outgoing stream's resend cache has been given rtcd's window.
-    pub resend_window_set: bool,
+    /// The window the outgoing stream's resend cache was last given; `None`
+    /// before the first packet.
+    pub resend_window: Option<Duration>,
 }
 
 impl OutTrack {
@@ -146,7 +147,7 @@ impl OutTrack {
             rewriter: Rewriter::new(clock),
             pt_map: None,
             ours,
-            resend_window_set: false,
+            resend_window: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::config::CoreConfig;
 use crate::demux::{Demux, SessionKey, new_ice_password, new_ufrag};
 use crate::fasthash::FastMap;
 use crate::negotiation::without_send_side_extensions;
+use crate::resend::ResendPolicy;
 use crate::session::{Connectivity, Session, SessionKind};
 use crate::stats::{CoreStats, DropReason, MediaClass};
 use crate::timers::Timers;
@@ -158,6 +159,7 @@ pub(crate) enum Action {
 
 pub struct Sfu {
     pub(crate) config: CoreConfig,
+    pub(crate) resend: ResendPolicy,
     pub(crate) sessions: FastMap<SessionKey, Session>,
     pub(crate) by_id: HashMap<SessionId, SessionKey>,
     pub(crate) calls: HashMap<CallId, Call>,
@@ -176,6 +178,7 @@ pub struct Sfu {
 impl Sfu {
     pub fn new(config: CoreConfig) -> Self {
         Sfu {
+            resend: ResendPolicy::new(config.resend_window_min, config.resend_window),
             config,
             sessions: FastMap::default(),
             by_id: HashMap::new(),

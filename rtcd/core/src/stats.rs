@@ -128,6 +128,9 @@ pub struct CoreStats {
     pub bytes_out: u64,
     pub dropped: [u64; DropReason::ALL.len()],
     pub nacks_received: u64,
+    /// Subscriber video streams whose resend window was changed to follow
+    /// their round trip.
+    pub resend_window_changes: u64,
     pub keyframe_requests_forwarded: u64,
     pub keyframe_requests_suppressed: u64,
     pub sessions_created: u64,
@@ -152,6 +155,7 @@ impl Default for CoreStats {
             bytes_out: 0,
             dropped: [0; DropReason::ALL.len()],
             nacks_received: 0,
+            resend_window_changes: 0,
             keyframe_requests_forwarded: 0,
             keyframe_requests_suppressed: 0,
             sessions_created: 0,
@@ -190,6 +194,7 @@ impl CoreStats {
         self.packets_out += o.packets_out;
         self.bytes_out += o.bytes_out;
         self.nacks_received += o.nacks_received;
+        self.resend_window_changes += o.resend_window_changes;
         self.keyframe_requests_forwarded += o.keyframe_requests_forwarded;
         self.keyframe_requests_suppressed += o.keyframe_requests_suppressed;
         self.sessions_created += o.sessions_created;

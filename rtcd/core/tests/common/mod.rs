@@ -4,7 +4,7 @@
 //! filter so tests can drop packets deterministically.
 #![allow(dead_code, clippy::disallowed_methods, clippy::too_many_arguments)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,10 @@ pub struct Net {
     /// [`Net::release_uplink`], as a congested uplink delays them.
     pub uplink_held: Option<usize>,
     held: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// A client whose datagrams to the SFU arrive this much later: with
+    /// the downlink instant, its round trip.
+    pub uplink_delay: Option<(usize, Duration)>,
+    delayed: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 pub fn sfu_addr() -> SocketAddr {
@@ -95,6 +99,8 @@ impl Net {
             downlink_filter: Box::new(|_, _| Verdict::Deliver),
             uplink_held: None,
             held: Vec::new(),
+            uplink_delay: None,
+            delayed: VecDeque::new(),
         }
     }
 
@@ -280,6 +286,12 @@ impl Net {
                         self.held.push((t.source, t.destination, contents));
                         continue;
                     }
+                    if let Some((_, delay)) = self.uplink_delay.filter(|(c, _)| *c == ci) {
+                        let due = self.now + delay;
+                        self.delayed
+                            .push_back((due, t.source, t.destination, contents));
+                        continue;
+                    }
                     let now = self.now;
                     let _ = self.sfu.handle_datagram(
                         now,
@@ -346,6 +358,18 @@ impl Net {
             self.sfu.handle_timeout(now);
             for c in &mut self.clients {
                 let _ = c.rtc.handle_input(Input::Timeout(now));
+            }
+            while self.delayed.front().is_some_and(|d| d.0 <= now) {
+                let (_, source, destination, contents) = self.delayed.pop_front().unwrap();
+                let _ = self.sfu.handle_datagram(
+                    now,
+                    Datagram {
+                        proto: Protocol::Udp,
+                        source,
+                        destination,
+                        contents: &contents,
+                    },
+                );
             }
             self.pump();
         }
