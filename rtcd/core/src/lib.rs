@@ -66,7 +66,8 @@ pub use config::{
 };
 pub use demux::{is_stun, stun_username_ufrag, ufrag_worker};
 pub use sfu::{
-    CoreError, Datagram, MAX_DATAGRAM, Output, Protocol, Sfu, Transmit, WhepRequest, WhipAnswer,
+    CoreError, Datagram, FLUSH_AFTER_FORWARDS, MAX_DATAGRAM, Output, Protocol, Sfu, Transmit,
+    WhepRequest, WhipAnswer,
 };
 pub use stats::{CoreStats, DropReason, Histogram, MediaClass};
 

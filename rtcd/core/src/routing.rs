@@ -142,6 +142,7 @@ impl Sfu {
     }
 
     fn forward(&mut self, now: Instant, f: Forward) {
+        self.forwarded_since_flush += 1;
         let Some(publisher) = self.sessions.get(&f.from) else {
             return;
         };

@@ -173,7 +173,18 @@ pub struct Sfu {
     pub(crate) touched: Vec<SessionKey>,
     /// Subscriber list of the packet being forwarded, kept to reuse its memory.
     pub(crate) fanout_scratch: Vec<(SessionKey, str0m::media::Mid)>,
+    /// Packets forwarded since the last `flush`.
+    pub(crate) forwarded_since_flush: usize,
 }
+
+/// Most packets forwarded between two flushes, however many datagrams the
+/// driver feeds before it flushes. str0m queues what is written to a
+/// subscriber stream until the next flush, in a queue (~400 bytes a packet)
+/// that keeps the capacity of its longest run: a 60 KB slide change read in
+/// one batch left every screen-share listener a 64-packet queue (26 KB)
+/// for good. Flushing every 16 keeps those queues at 16 packets for one
+/// timeout per subscriber per 16 packets of a burst.
+pub const FLUSH_AFTER_FORWARDS: usize = 16;
 
 impl Sfu {
     pub fn new(config: CoreConfig) -> Self {
@@ -191,6 +202,7 @@ impl Sfu {
             stats: CoreStats::default(),
             fanout_scratch: Vec::new(),
             touched: Vec::new(),
+            forwarded_since_flush: 0,
         }
     }
 
@@ -765,6 +777,9 @@ impl Sfu {
             self.stats.drop(reason);
         }
         self.run_actions(now);
+        if self.forwarded_since_flush >= FLUSH_AFTER_FORWARDS {
+            self.flush(now);
+        }
         r
     }
 
@@ -817,8 +832,10 @@ impl Sfu {
     /// datagrams it read in one go (rtcd: once per loop turn): one timeout
     /// per touched subscriber per call rather than one per forwarded
     /// packet. [`Sfu::handle_timeout`] and [`Sfu::handle_command`] flush
-    /// too.
+    /// too, and so does [`Sfu::handle_datagram`] every
+    /// [`FLUSH_AFTER_FORWARDS`] forwarded packets.
     pub fn flush(&mut self, now: Instant) {
+        self.forwarded_since_flush = 0;
         while !self.touched.is_empty() {
             let touched = std::mem::take(&mut self.touched);
             for key in &touched {

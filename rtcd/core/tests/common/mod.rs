@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtcd_core::{CoreConfig, Datagram, Output, Protocol, Sfu};
+use rtcd_core::{CoreConfig, Datagram, Output, Protocol, Sfu, Transmit};
 use signaling::media::{Permissions, Sdp, TrackDeclaration, TrackSource};
 use signaling::rtcd::{FromRtcd, ToRtcd};
 use signaling::{CallId, SessionId};
@@ -123,6 +123,48 @@ impl Net {
         self.pump();
     }
 
+    /// Hands what the held client sent to the SFU one datagram at a time
+    /// with no flush in between, as one large receive batch would, and
+    /// stops holding. Returns, after each datagram, how many RTP packets
+    /// the SFU had released to client `to` so far. What the SFU releases
+    /// is delivered after the whole batch.
+    pub fn feed_held_as_one_batch(&mut self, to: usize) -> Vec<usize> {
+        self.uplink_held = None;
+        let now = self.now;
+        let to_addr = self.clients[to].addr;
+        let mut released = 0;
+        let mut after_each = Vec::new();
+        let mut out = Vec::new();
+        for (source, destination, contents) in std::mem::take(&mut self.held) {
+            let _ = self.sfu.handle_datagram(
+                now,
+                Datagram {
+                    proto: Protocol::Udp,
+                    source,
+                    destination,
+                    contents: &contents,
+                },
+            );
+            while let Some(o) = self.sfu.poll_output() {
+                if let Output::Transmit(t) = &o
+                    && t.destination == to_addr
+                    && is_rtp(&t.contents)
+                {
+                    released += 1;
+                }
+                out.push(o);
+            }
+            after_each.push(released);
+        }
+        for o in out {
+            match o {
+                Output::Transmit(t) => self.deliver(t),
+                Output::Event(e) => self.signal(e),
+            }
+        }
+        after_each
+    }
+
     /// Adds a client through control's path: AddSession, then the client's
     /// offer with the media it sends (and a data channel, so a receive-only
     /// client has something to offer).
@@ -199,30 +241,7 @@ impl Net {
             while let Some(out) = self.sfu.poll_output() {
                 moved = true;
                 match out {
-                    Output::Transmit(t) => {
-                        let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination)
-                        else {
-                            continue;
-                        };
-                        if self.clients[ci].offline
-                            || (self.downlink_filter)(ci, &t.contents) == Verdict::Drop
-                        {
-                            continue;
-                        }
-                        let now = self.now;
-                        let c = &mut self.clients[ci];
-                        let _ = c.rtc.handle_input(Input::Receive(
-                            now,
-                            Receive {
-                                proto: str0m::net::Protocol::Udp,
-                                source: t.source,
-                                destination: t.destination,
-                                contents: t.contents.as_slice().try_into().unwrap(),
-                            },
-                        ));
-                        // str0m wants a full drain after every input.
-                        self.drain_client(ci);
-                    }
+                    Output::Transmit(t) => self.deliver(t),
                     Output::Event(e) => self.signal(e),
                 }
             }
@@ -234,6 +253,29 @@ impl Net {
             }
         }
         panic!("network did not settle");
+    }
+
+    /// A datagram from the SFU reaches its client (unless filtered).
+    fn deliver(&mut self, t: Transmit) {
+        let Some(ci) = self.clients.iter().position(|c| c.addr == t.destination) else {
+            return;
+        };
+        if self.clients[ci].offline || (self.downlink_filter)(ci, &t.contents) == Verdict::Drop {
+            return;
+        }
+        let now = self.now;
+        let c = &mut self.clients[ci];
+        let _ = c.rtc.handle_input(Input::Receive(
+            now,
+            Receive {
+                proto: str0m::net::Protocol::Udp,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.as_slice().try_into().unwrap(),
+            },
+        ));
+        // str0m wants a full drain after every input.
+        self.drain_client(ci);
     }
 
     fn signal(&mut self, e: FromRtcd) {
@@ -462,6 +504,11 @@ fn opus_pt(rtc: &Rtc) -> str0m::media::Pt {
 
 /// A VP8 payload: descriptor with S=1, PID=0, then a payload header whose
 /// P bit says key (0) or delta (1), then a marker byte and a counter.
+/// SRTP carrying RTP (version 2, not an RTCP packet type).
+pub fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() > 12 && datagram[0] >> 6 == 2 && !(192..=223).contains(&datagram[1])
+}
+
 pub fn vp8(keyframe: bool, tag: u8, n: u32) -> Vec<u8> {
     let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }, tag];
     p.extend_from_slice(&n.to_be_bytes());
