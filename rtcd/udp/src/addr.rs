@@ -48,17 +48,20 @@ pub(crate) fn destination(
 
 /// Destination and source IP as the socket needs them, or `None` if the
 /// datagram cannot be sent from this socket at all (an IPv6 peer on an IPv4
-/// socket, or a source address of the other family).
+/// socket, a source address of the other family, or port 0).
 ///
 /// Refusing these here matters beyond tidiness: some of them make the kernel
-/// answer `EINVAL`, which quinn-udp takes as "GSO unsupported" and switches
-/// GSO off for the socket's lifetime.
+/// answer `EINVAL`, which reads as "GSO unsupported" and switches GSO off
+/// for the socket's lifetime.
 pub(crate) fn outgoing(
     destination: SocketAddr,
     source_ip: Option<IpAddr>,
     socket_is_v6: bool,
 ) -> Option<(SocketAddr, Option<IpAddr>)> {
     let destination = canonical(destination);
+    if destination.port() == 0 {
+        return None;
+    }
     let source_ip = source_ip.map(|ip| ip.to_canonical());
     if source_ip.is_some_and(|ip| ip.is_ipv4() != destination.is_ipv4()) {
         return None;
@@ -124,6 +127,7 @@ mod tests {
             Some((sa("10.0.0.1:5000"), None))
         );
         assert_eq!(outgoing(sa("[2001:db8::1]:5000"), None, false), None);
+        assert_eq!(outgoing(sa("10.0.0.1:0"), None, false), None);
         let v4_source = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(outgoing(sa("[2001:db8::1]:5000"), v4_source, true), None);
         assert_eq!(
