@@ -94,6 +94,68 @@ pub(crate) enum BurstOutcome {
     SendSingly,
 }
 
+/// What became of a chunk of bursts handed to the socket. Each variant
+/// says how many bursts from the chunk's front are done with: sent, or
+/// dropped and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkOutcome {
+    /// Continue after these; at least one, or the drain stops.
+    Done(usize),
+    /// The socket buffer is full: stop, keep the rest.
+    Blocked(usize),
+    /// The kernel refused GSO for the burst right after these (one of more
+    /// than one datagram): send it and everything after it again, one
+    /// datagram per message.
+    SendSingly(usize),
+}
+
+impl ChunkOutcome {
+    /// Bursts from the chunk's front that are done with.
+    pub(crate) fn done(self) -> usize {
+        match self {
+            Self::Done(n) | Self::Blocked(n) | Self::SendSingly(n) => n,
+        }
+    }
+}
+
+/// The bursts of one chunk, front first. Cloning it walks the same bursts
+/// again.
+#[derive(Debug, Clone)]
+pub(crate) struct Bursts<'a> {
+    entries: &'a [Entry],
+    bytes: &'a [u8],
+    limits: BurstLimits,
+    left: usize,
+}
+
+impl<'a> Iterator for Bursts<'a> {
+    type Item = Burst<'a>;
+
+    fn next(&mut self) -> Option<Burst<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let first = *self.entries.first()?;
+        let count = burst_len(
+            self.entries,
+            self.limits.max_segments,
+            self.limits.max_segment_size,
+        );
+        let len: usize = self.entries[..count].iter().map(|e| e.len).sum();
+        let (contents, bytes) = self.bytes.split_at(len);
+        self.entries = &self.entries[count..];
+        self.bytes = bytes;
+        self.left -= 1;
+        Some(Burst {
+            destination: first.destination,
+            source_ip: first.source_ip,
+            contents,
+            segment_size: first.len,
+            datagrams: count,
+        })
+    }
+}
+
 impl SendQueue {
     /// A queue with [`DEFAULT_SEND_QUEUE_DATAGRAMS`] and
     /// [`DEFAULT_SEND_QUEUE_BYTES`].
@@ -176,31 +238,55 @@ impl SendQueue {
         limits: BurstLimits,
         mut send: impl FnMut(&Burst<'_>) -> BurstOutcome,
     ) -> bool {
-        let mut max_segments = limits.max_segments;
+        self.drain_chunks(limits, 1, |mut bursts| {
+            let Some(burst) = bursts.next() else {
+                return ChunkOutcome::Blocked(0);
+            };
+            match send(&burst) {
+                BurstOutcome::Sent | BurstOutcome::Failed => ChunkOutcome::Done(1),
+                BurstOutcome::WouldBlock => ChunkOutcome::Blocked(0),
+                BurstOutcome::SendSingly if burst.datagrams > 1 => ChunkOutcome::SendSingly(0),
+                BurstOutcome::SendSingly => ChunkOutcome::Done(1),
+            }
+        })
+    }
+
+    /// Hands the queued datagrams to `send` in chunks of up to `max_bursts`
+    /// bursts, in order, until the queue is empty (returns `true`) or `send`
+    /// says it would block (returns `false`; the unsent datagrams stay
+    /// queued). The next chunk starts after the bursts `send` reports done.
+    pub(crate) fn drain_chunks(
+        &mut self,
+        limits: BurstLimits,
+        max_bursts: usize,
+        mut send: impl FnMut(Bursts<'_>) -> ChunkOutcome,
+    ) -> bool {
+        let mut limits = limits;
         let mut head = 0;
         let mut offset = 0;
         let complete = loop {
-            let Some(first) = self.entries.get(head).copied() else {
+            if head == self.entries.len() {
                 break true;
+            }
+            let chunk = Bursts {
+                entries: &self.entries[head..],
+                bytes: &self.bytes[offset..],
+                limits,
+                left: max_bursts.max(1),
             };
-            let pending = &self.entries[head..];
-            let count = burst_len(pending, max_segments, limits.max_segment_size);
-            let len: usize = pending[..count].iter().map(|e| e.len).sum();
-            let burst = Burst {
-                destination: first.destination,
-                source_ip: first.source_ip,
-                contents: &self.bytes[offset..offset + len],
-                segment_size: first.len,
-                datagrams: count,
-            };
-            match send(&burst) {
-                BurstOutcome::WouldBlock => break false,
-                // Same datagrams again, one per syscall; no further GSO.
-                BurstOutcome::SendSingly if count > 1 => max_segments = 1,
-                BurstOutcome::Sent | BurstOutcome::Failed | BurstOutcome::SendSingly => {
-                    head += count;
-                    offset += len;
-                }
+            let outcome = send(chunk.clone());
+            for burst in chunk.take(outcome.done()) {
+                head += burst.datagrams;
+                offset += burst.contents.len();
+            }
+            match outcome {
+                // A sender that reports nothing done and does not block
+                // would be asked the same again forever.
+                ChunkOutcome::Done(0) => break false,
+                ChunkOutcome::Done(_) => {}
+                ChunkOutcome::Blocked(_) => break false,
+                // The rest again, one datagram per message; no further GSO.
+                ChunkOutcome::SendSingly(_) => limits.max_segments = 1,
             }
         };
         if complete {
@@ -453,6 +539,105 @@ mod tests {
             vec![(1, 100, 3), (1, 100, 1), (1, 100, 1), (1, 100, 1)]
         );
         assert_eq!(bursts[3].contents, payload(2, 100));
+    }
+
+    /// Drains in chunks of `max`, answering each chunk from `outcomes`
+    /// (then all done); returns the chunks as (port, datagrams) per burst.
+    fn drain_chunks_recording(
+        queue: &mut SendQueue,
+        max: usize,
+        outcomes: &[fn(usize) -> ChunkOutcome],
+    ) -> (bool, Vec<Vec<(u16, usize)>>) {
+        let mut chunks = Vec::new();
+        let mut outcomes = outcomes.iter();
+        let complete = queue.drain_chunks(GSO, max, |bursts| {
+            let chunk: Vec<_> = bursts
+                .map(|b| (b.destination.port(), b.datagrams))
+                .collect();
+            let len = chunk.len();
+            chunks.push(chunk);
+            outcomes.next().map_or(ChunkOutcome::Done(len), |f| f(len))
+        });
+        (complete, chunks)
+    }
+
+    #[test]
+    fn chunks_hold_up_to_max_bursts_in_order() {
+        let mut q = SendQueue::new();
+        for port in 1..=9 {
+            q.push(peer(port), None, &[1; 100]);
+            if port % 3 == 0 {
+                q.push(peer(port), None, &[1; 100]);
+            }
+        }
+        let (complete, chunks) = drain_chunks_recording(&mut q, 4, &[]);
+        assert!(complete);
+        assert!(q.is_empty());
+        assert_eq!(
+            chunks,
+            vec![
+                vec![(1, 1), (2, 1), (3, 2), (4, 1)],
+                vec![(5, 1), (6, 2), (7, 1), (8, 1)],
+                vec![(9, 2)],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partly_done_chunk_continues_after_what_was_done() {
+        let mut q = SendQueue::new();
+        for port in 1..=5 {
+            q.push(peer(port), None, &[1; 10]);
+        }
+        let (complete, chunks) = drain_chunks_recording(&mut q, 4, &[|_| ChunkOutcome::Done(1)]);
+        assert!(complete);
+        let firsts: Vec<u16> = chunks.iter().map(|c| c[0].0).collect();
+        assert_eq!(firsts, vec![1, 2]);
+        assert_eq!(chunks[1].len(), 4);
+    }
+
+    #[test]
+    fn a_blocked_chunk_keeps_the_rest_for_the_next_drain() {
+        let mut q = SendQueue::new();
+        for port in 1..=6 {
+            q.push(peer(port), None, &payload(port as u8, 10 + port as usize));
+        }
+        let (complete, chunks) = drain_chunks_recording(&mut q, 4, &[|_| ChunkOutcome::Blocked(2)]);
+        assert!(!complete);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.queued_bytes(), (13..=16).sum::<usize>());
+
+        let (_, bursts) = drain_recording(&mut q, GSO, &[]);
+        let got: Vec<_> = bursts
+            .iter()
+            .map(|b| (b.destination.port(), b.contents.clone()))
+            .collect();
+        let expected: Vec<_> = (3..=6u16)
+            .map(|port| (port, payload(port as u8, 10 + port as usize)))
+            .collect();
+        assert_eq!(got, expected, "the rest once each, in order");
+    }
+
+    #[test]
+    fn refused_gso_in_a_chunk_resends_from_that_burst_singly() {
+        let mut q = SendQueue::new();
+        q.push(peer(1), None, &[1; 100]);
+        q.push(peer(1), None, &[1; 100]);
+        q.push(peer(2), None, &[2; 100]);
+        q.push(peer(2), None, &[2; 100]);
+        q.push(peer(3), None, &[3; 100]);
+        q.push(peer(3), None, &[3; 100]);
+        let (complete, chunks) =
+            drain_chunks_recording(&mut q, 8, &[|_| ChunkOutcome::SendSingly(1)]);
+        assert!(complete);
+        assert_eq!(
+            chunks,
+            vec![
+                vec![(1, 2), (2, 2), (3, 2)],
+                vec![(2, 1), (2, 1), (3, 1), (3, 1)],
+            ]
+        );
     }
 
     #[test]
