@@ -11,8 +11,8 @@ pub const DEFAULT_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 /// Largest datagram that is ever coalesced into a GSO burst, by default.
 ///
 /// The kernel rejects a GSO send whose segment does not fit the device MTU
-/// with `EINVAL`, and quinn-udp reads `EINVAL` as "this NIC cannot do GSO"
-/// and switches GSO off for good. 1452 bytes is the largest UDP payload that
+/// with `EINVAL`, which reads as "this NIC cannot do GSO" and switches GSO
+/// off for good. 1452 bytes is the largest UDP payload that
 /// fits a 1500-byte MTU over IPv6 (1500 − 40 − 8), so a burst never trips
 /// that on an ordinary network. Larger datagrams are still sent, one per
 /// syscall. Raise it (e.g. on loopback benchmarks) only where the MTU allows.
@@ -33,7 +33,8 @@ pub struct UdpConfig {
     /// Address to bind. Port 0 lets the kernel pick. `[::]` is dual-stack
     /// (IPv4 peers appear as plain IPv4 addresses) unless `only_v6` is set.
     pub addr: SocketAddr,
-    /// Batched receive (`recvmmsg`), GRO and GSO. `false` gives one datagram
+    /// Batched receive (`recvmmsg`), GRO, GSO and, on Linux, many
+    /// destinations per send syscall (`sendmmsg`). `false` gives one datagram
     /// per syscall in both directions, GRO switched off and no GSO, so
     /// benchmarks can show what batching buys. Default `true`.
     ///

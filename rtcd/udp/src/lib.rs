@@ -5,8 +5,11 @@
 //!
 //! - batched receive (`recvmmsg`, [`RECV_BATCH`] buffers per syscall) and
 //!   GRO, with coalesced buffers split back into datagrams;
-//! - GSO sends: consecutive same-size datagrams to one peer leave in one
-//!   syscall, switched off at run time if the kernel refuses it;
+//! - GSO sends: consecutive same-size datagrams to one peer leave as one
+//!   message, switched off at run time if the kernel refuses it;
+//! - `sendmmsg` on Linux: one syscall carries up to 128 such messages, each
+//!   to its own destination, so a fan-out to many subscribers is a few
+//!   syscalls, not one per subscriber;
 //! - the exact local destination address of every datagram, even on a
 //!   socket bound to `0.0.0.0` or `[::]`, for matching local ICE candidates;
 //! - large socket buffers (4 MiB by default; what the kernel granted is
@@ -17,8 +20,10 @@
 //! - a switch, [`UdpConfig::batching`], that turns all batching off so
 //!   benchmarks can show what it buys.
 //!
-//! The syscalls are quinn-udp's (it carries the per-platform code and the
-//! GSO fallback); socket setup is socket2's; readiness is mio's.
+//! Receiving, and sending with batching off or off Linux, go through
+//! quinn-udp (it carries the per-platform code and the GSO fallback); the
+//! batched Linux send is this crate's own `sendmmsg`, which quinn-udp does
+//! not have. Socket setup is socket2's; readiness is mio's.
 //!
 //! # Driving it
 //!
@@ -94,13 +99,15 @@
 //! network.
 //!
 //! A source IP given to [`SendQueue::push`] must be an address of this
-//! host: the kernel answers a foreign one with `EINVAL`, which quinn-udp
-//! also reads as "GSO unsupported", switching GSO off for that socket.
+//! host: the kernel answers a foreign one with `EINVAL`, which also reads as
+//! "GSO unsupported" (with batching off, for any datagram; with `sendmmsg`,
+//! for a GSO burst), switching GSO off for that socket.
 //!
 //! # Platforms
 //!
-//! Linux gets everything. Elsewhere quinn-udp's fallback does one datagram
-//! per syscall where the OS has no batch call, there is no GRO or GSO,
+//! Linux gets everything. Elsewhere each burst is one send syscall,
+//! quinn-udp's fallback does one datagram per receive syscall where the OS
+//! has no batch call, there is no GRO or GSO,
 //! forced buffer sizes are not tried, and `SO_REUSEPORT` groups are refused
 //! (platform code for this crate's own socket options is in `sys/`).
 
@@ -109,6 +116,8 @@ mod config;
 mod counters;
 mod recv;
 mod send_queue;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod sendmmsg;
 mod socket;
 mod sys;
 

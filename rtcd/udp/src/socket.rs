@@ -24,6 +24,10 @@ pub struct MediaSocket {
     batching: bool,
     gro_active: bool,
     gso_max_segment_size: usize,
+    /// The kernel refused a GSO message sent with `sendmmsg`; quinn-udp
+    /// keeps the same switch for its own sends, but it cannot be set from
+    /// outside.
+    gso_refused: bool,
     buffer_sizes: BufferSizes,
     counters: SocketCounters,
 }
@@ -105,6 +109,7 @@ impl MediaSocket {
             batching: config.batching,
             gro_active,
             gso_max_segment_size: config.gso_max_segment_size,
+            gso_refused: false,
             buffer_sizes,
             counters: SocketCounters::default(),
         };
@@ -139,7 +144,7 @@ impl MediaSocket {
 
     /// Most datagrams one send may carry (1 without GSO).
     pub fn max_gso_segments(&self) -> usize {
-        if self.batching {
+        if self.batching && !self.gso_refused {
             self.state.max_gso_segments().min(GSO_MAX_SEGMENTS)
         } else {
             1
@@ -224,7 +229,9 @@ impl MediaSocket {
     }
 
     /// Sends what `queue` holds, in order: runs of same-size datagrams to
-    /// one destination as GSO bursts, the rest one per syscall.
+    /// one destination as GSO bursts. With batching on Linux, one
+    /// `sendmmsg` carries up to 128 bursts, each to its own destination;
+    /// otherwise each burst is one syscall.
     ///
     /// Never fails: a datagram the kernel refuses (unreachable, too big, an
     /// address this socket cannot reach) is dropped and counted in
@@ -239,6 +246,23 @@ impl MediaSocket {
             max_segment_size: self.gso_max_segment_size,
         };
         let socket_is_v6 = self.local_addr.is_ipv6();
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.batching {
+            use std::os::fd::AsFd;
+            let complete = crate::sendmmsg::flush(
+                self.io.as_fd(),
+                socket_is_v6,
+                limits,
+                queue,
+                &mut self.counters,
+                &mut self.gso_refused,
+            );
+            return if complete {
+                FlushStatus::Complete
+            } else {
+                FlushStatus::Blocked
+            };
+        }
         let (io, state, counters) = (&self.io, &self.state, &mut self.counters);
         let complete = queue.drain(limits, |burst| {
             let datagrams = burst.datagrams as u64;
@@ -248,7 +272,7 @@ impl MediaSocket {
                 tracing::trace!(
                     destination = %burst.destination,
                     source_ip = ?burst.source_ip,
-                    "datagram cannot be sent from this socket's address family"
+                    "datagram cannot be sent from this socket (address family, port 0)"
                 );
                 counters.send_errors += datagrams;
                 return BurstOutcome::Failed;

@@ -2,7 +2,8 @@
 //! platform plus a portable fallback.
 //!
 //! Everything here is setup-time only; the packet path goes through
-//! quinn-udp, which has its own per-platform code.
+//! quinn-udp, which has its own per-platform code, and, for batched sends
+//! on Linux, through `sendmmsg.rs`.
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
