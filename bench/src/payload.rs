@@ -13,7 +13,7 @@
 //! ```
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 pub const STAMP_LEN: usize = 26;
 const MAGIC: [u8; 2] = [0xB3, 0x4E];
@@ -32,6 +32,59 @@ pub fn clock() -> Instant {
 /// Nanoseconds since [`epoch`].
 pub fn ns_since_epoch(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
+}
+
+/// Puts the kernel's receive time of a datagram (wall clock) on the
+/// generator's clock, so a receiver's delay ends when the datagram reached
+/// its socket, not when a busy generator thread got round to reading it.
+///
+/// The wall clock and the monotonic clock run at the same rate (NTP slews
+/// both alike); only a step of the wall clock moves one against the other,
+/// so the offset is read again every interval.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelTime {
+    /// Wall clock minus [`ns_since_epoch`], in ns.
+    offset_ns: i128,
+}
+
+impl KernelTime {
+    pub fn new() -> Self {
+        let mut k = KernelTime { offset_ns: 0 };
+        k.resync();
+        k
+    }
+
+    pub fn resync(&mut self) {
+        let epoch = epoch();
+        let mono = clock().saturating_duration_since(epoch).as_nanos();
+        self.offset_ns = wall_ns(SystemTime::now()) - mono as i128;
+    }
+
+    /// `received` on the generator's clock; never after `now` (when it was
+    /// read), which bounds what a wall-clock step can do to one sample.
+    pub fn to_clock(&self, received: SystemTime, now: Instant) -> Instant {
+        let ns = wall_ns(received) - self.offset_ns;
+        let at = if ns >= 0 {
+            epoch() + Duration::from_nanos(ns as u64)
+        } else {
+            let before = Duration::from_nanos(ns.unsigned_abs() as u64);
+            epoch().checked_sub(before).unwrap_or_else(epoch)
+        };
+        at.min(now)
+    }
+}
+
+impl Default for KernelTime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn wall_ns(t: SystemTime) -> i128 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +196,26 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_receive_times_land_on_the_generator_clock() {
+        let k = KernelTime::new();
+        let now = clock();
+        let wall = SystemTime::now();
+        // A datagram the kernel took 3 ms before it was read.
+        let read_late = k.to_clock(
+            wall - Duration::from_millis(3),
+            now + Duration::from_millis(5),
+        );
+        let behind = (now + Duration::from_millis(5)).saturating_duration_since(read_late);
+        assert!(
+            behind >= Duration::from_millis(7) && behind < Duration::from_millis(9),
+            "{behind:?}"
+        );
+        // Never after the moment it was read.
+        let ahead = k.to_clock(wall + Duration::from_secs(60), now);
+        assert_eq!(ahead, now);
+    }
 
     #[test]
     fn stamps_round_trip() {

@@ -30,7 +30,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::media::{Packet, SendTrack, TrackSpec};
-use crate::payload::{self, SeqTracker, clock, ns_since_epoch};
+use crate::payload::{self, KernelTime, SeqTracker, clock, ns_since_epoch};
 
 const WAKE_TOKEN: u64 = u64::MAX;
 const MAX_EVENTS: usize = 256;
@@ -291,6 +291,7 @@ struct Ctx {
     tx_packets: u64,
     tx_bytes: u64,
     scratch: Vec<Packet>,
+    kernel_time: KernelTime,
 }
 
 impl Ctx {
@@ -308,6 +309,7 @@ impl Ctx {
             rx_bytes: 0,
             tx_packets: 0,
             tx_bytes: 0,
+            kernel_time: KernelTime::new(),
             scratch: Vec::new(),
         }
     }
@@ -442,6 +444,7 @@ impl Worker {
             if now >= next_interval {
                 next_interval = now + INTERVAL;
                 self.close_interval(now);
+                self.ctx.kernel_time.resync();
             }
         }
         for slot in self.clients.iter_mut().flatten() {
@@ -690,7 +693,11 @@ impl Worker {
         let client = &mut s.client;
         let mut at: Option<Instant> = None;
         let _ = s.socket.recv_batch(bufs, |d| {
-            let now = *at.get_or_insert_with(clock);
+            let read = *at.get_or_insert_with(clock);
+            // Delay is measured to the socket, not to this thread.
+            let now = d
+                .received_at
+                .map_or(read, |t| ctx.kernel_time.to_clock(t, read));
             ctx.rx_packets += 1;
             ctx.rx_bytes += d.contents.len() as u64;
             if client.light && client.count_light(now, d.contents, ctx) {

@@ -3,6 +3,7 @@
 
 use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use quinn_udp::RecvMeta;
 
@@ -30,6 +31,10 @@ pub struct Datagram<'a> {
     pub destination: SocketAddr,
     /// The payload.
     pub contents: &'a [u8],
+    /// When the kernel received it (`SO_TIMESTAMPNS`, the wall clock), on
+    /// platforms that report it (Linux). Later than that is when this
+    /// process got to it: a busy reader tells the two apart with this.
+    pub received_at: Option<SystemTime>,
 }
 
 /// Memory for [`MediaSocket::recv_batch`](crate::MediaSocket::recv_batch):

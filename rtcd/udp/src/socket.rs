@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use quinn_udp::{Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -211,11 +212,13 @@ impl MediaSocket {
             let (meta, buffer) = bufs.filled(index);
             let source = addr::canonical(meta.addr);
             let destination = addr::destination(meta.dst_ip, meta.interface_index, self.local_addr);
+            let received_at = meta.timestamp.map(|t| SystemTime::UNIX_EPOCH + t);
             let datagrams = recv::for_each_datagram(buffer, meta.stride, |contents| {
                 on_datagram(Datagram {
                     source,
                     destination,
                     contents,
+                    received_at,
                 });
             });
             if datagrams > 1 {
