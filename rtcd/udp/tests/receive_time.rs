@@ -20,7 +20,9 @@ fn a_datagram_read_late_carries_the_time_it_arrived() {
     let mut bufs = RecvBuffers::new();
     let mut stamps = Vec::new();
     let n = socket
-        .recv_batch(&mut bufs, |d| stamps.push((d.contents.to_vec(), d.received_at)))
+        .recv_batch(&mut bufs, |d| {
+            stamps.push((d.contents.to_vec(), d.received_at))
+        })
         .expect("recv_batch");
     let read = SystemTime::now();
     assert_eq!(n, 1);
@@ -29,6 +31,9 @@ fn a_datagram_read_late_carries_the_time_it_arrived() {
     let at = at.expect("Linux reports SO_TIMESTAMPNS");
     // Loopback delivers within the send call; allow the clock's granularity.
     let slack = Duration::from_millis(1);
-    assert!(at + slack >= before && at <= after + slack, "{at:?} outside the send");
+    assert!(
+        at + slack >= before && at <= after + slack,
+        "{at:?} outside the send"
+    );
     assert!(read.duration_since(at).unwrap() >= Duration::from_millis(50));
 }
