@@ -10,20 +10,11 @@ use std::time::Duration;
 
 use common::{Net, vp8};
 use rtcd_core::FLUSH_AFTER_FORWARDS;
-use signaling::media::Permissions;
 use str0m::media::MediaKind;
 
 #[test]
 fn a_burst_read_at_once_reaches_a_subscriber_in_slices() {
-    let mut net = Net::new();
-    net.join(
-        "alice",
-        Permissions::PARTICIPANT,
-        &[(MediaKind::Video, None, None)],
-    );
-    net.join("bob", Permissions::RECEIVE_ONLY, &[]);
-    net.connect_all();
-    let video = net.send_mid(0, MediaKind::Video, 0);
+    let (mut net, video) = Net::camera_and_viewer(|_| {});
     // Alice's first frames arrive the usual way, so bob's stream is set up.
     let warmup = 5;
     for i in 0..warmup {

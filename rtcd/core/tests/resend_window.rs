@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::{Net, Verdict, vp8};
 use rtcd_core::CoreConfig;
-use signaling::media::Permissions;
 use str0m::media::MediaKind;
 
 /// What happened to the one video packet lost on its way to bob.
@@ -51,16 +50,8 @@ impl Loss {
 }
 
 fn lose_one_frame(tune: impl FnOnce(&mut CoreConfig), plan: Loss) -> Outcome {
-    let mut net = Net::with_config(tune);
-    net.join(
-        "alice",
-        Permissions::PARTICIPANT,
-        &[(MediaKind::Video, None, None)],
-    );
-    net.join("bob", Permissions::RECEIVE_ONLY, &[]);
-    net.connect_all();
+    let (mut net, video) = Net::camera_and_viewer(tune);
     net.uplink_delay = plan.round_trip.map(|d| (1, d));
-    let video = net.send_mid(0, MediaKind::Video, 0);
     let total = plan.warmup + plan.frames;
     let lost = plan.warmup + 5;
     let mut seen = 0;

@@ -104,21 +104,25 @@ impl Net {
         }
     }
 
+    /// A client's datagram reaches the SFU now.
+    fn uplink(&mut self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+        let _ = self.sfu.handle_datagram(
+            self.now,
+            Datagram {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+    }
+
     /// Delivers what the held client sent meanwhile, in order, and stops
     /// holding.
     pub fn release_uplink(&mut self) {
         self.uplink_held = None;
-        let now = self.now;
         for (source, destination, contents) in std::mem::take(&mut self.held) {
-            let _ = self.sfu.handle_datagram(
-                now,
-                Datagram {
-                    proto: Protocol::Udp,
-                    source,
-                    destination,
-                    contents: &contents,
-                },
-            );
+            self.uplink(source, destination, &contents);
         }
         self.pump();
     }
@@ -130,21 +134,12 @@ impl Net {
     /// is delivered after the whole batch.
     pub fn feed_held_as_one_batch(&mut self, to: usize) -> Vec<usize> {
         self.uplink_held = None;
-        let now = self.now;
         let to_addr = self.clients[to].addr;
         let mut released = 0;
         let mut after_each = Vec::new();
         let mut out = Vec::new();
         for (source, destination, contents) in std::mem::take(&mut self.held) {
-            let _ = self.sfu.handle_datagram(
-                now,
-                Datagram {
-                    proto: Protocol::Udp,
-                    source,
-                    destination,
-                    contents: &contents,
-                },
-            );
+            self.uplink(source, destination, &contents);
             while let Some(o) = self.sfu.poll_output() {
                 if let Output::Transmit(t) = &o
                     && t.destination == to_addr
@@ -163,6 +158,21 @@ impl Net {
             }
         }
         after_each
+    }
+
+    /// Alice publishes a camera, receive-only bob watches; both connected.
+    /// Returns the network and alice's video mid.
+    pub fn camera_and_viewer(tune: impl FnOnce(&mut CoreConfig)) -> (Net, Mid) {
+        let mut net = Net::with_config(tune);
+        net.join(
+            "alice",
+            Permissions::PARTICIPANT,
+            &[(MediaKind::Video, None, None)],
+        );
+        net.join("bob", Permissions::RECEIVE_ONLY, &[]);
+        net.connect_all();
+        let video = net.send_mid(0, MediaKind::Video, 0);
+        (net, video)
     }
 
     /// Adds a client through control's path: AddSession, then the client's
@@ -334,16 +344,7 @@ impl Net {
                             .push_back((due, t.source, t.destination, contents));
                         continue;
                     }
-                    let now = self.now;
-                    let _ = self.sfu.handle_datagram(
-                        now,
-                        Datagram {
-                            proto: Protocol::Udp,
-                            source: t.source,
-                            destination: t.destination,
-                            contents: &contents,
-                        },
-                    );
+                    self.uplink(t.source, t.destination, &contents);
                 }
                 Ok(str0m::Output::Event(e)) => {
                     moved = true;
@@ -403,15 +404,7 @@ impl Net {
             }
             while self.delayed.front().is_some_and(|d| d.0 <= now) {
                 let (_, source, destination, contents) = self.delayed.pop_front().unwrap();
-                let _ = self.sfu.handle_datagram(
-                    now,
-                    Datagram {
-                        proto: Protocol::Udp,
-                        source,
-                        destination,
-                        contents: &contents,
-                    },
-                );
+                self.uplink(source, destination, &contents);
             }
             self.pump();
         }
