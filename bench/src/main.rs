@@ -202,6 +202,12 @@ struct RunArgs {
     /// for all of them either way.
     #[arg(long)]
     full_receivers: bool,
+    /// Listeners offer what the web client offers before anything is on:
+    /// microphone, camera and screen m-lines that send nothing. By default
+    /// they offer a data channel instead, as in every run in RESULTS.md up
+    /// to 2026-11-27.
+    #[arg(long)]
+    web_listeners: bool,
     /// Before each run, wait at most this many seconds for other processes
     /// to leave the CPUs alone (0: do not wait).
     #[arg(long, default_value_t = 600)]
@@ -383,6 +389,7 @@ fn options_for(
         progress: true,
         command: command.to_string(),
         full_receivers: a.full_receivers,
+        web_listeners: a.web_listeners,
         wait_quiet: Duration::from_secs(a.wait_quiet),
     })
 }

@@ -98,6 +98,8 @@ pub struct RunOptions {
     pub command: String,
     /// Every receiver decrypts every packet (no light receivers).
     pub full_receivers: bool,
+    /// Listeners offer what the web client offers (see `--web-listeners`).
+    pub web_listeners: bool,
     /// Before a (non-quick) run, wait at most this long for other
     /// processes to leave the CPUs alone.
     pub wait_quiet: Duration,
@@ -148,6 +150,7 @@ fn listener(pid: u32, call: usize) -> Planned {
             pid,
             sends: Vec::new(),
             recv_only: Vec::new(),
+            silent_sends: Vec::new(),
             data_channel: true,
             light: light(pid),
             answer_only: false,
@@ -164,7 +167,8 @@ fn publisher(pid: u32, call: usize, sends: Vec<TrackSpec>) -> Planned {
             pid,
             sends,
             recv_only: Vec::new(),
-            data_channel: true,
+            silent_sends: Vec::new(),
+            data_channel: false,
             light: false,
             answer_only: false,
         },
@@ -299,7 +303,6 @@ fn plan(o: &RunOptions) -> Plan {
                 vec![TrackSpec::mic(Talk::Continuous), TrackSpec::camera()],
             );
             p.path = Path::Whip;
-            p.spec.data_channel = false;
             initial.push(p);
             for _ in 0..viewers {
                 let id = pid();
@@ -311,6 +314,7 @@ fn plan(o: &RunOptions) -> Plan {
                         pid: id,
                         sends: Vec::new(),
                         recv_only: vec![MediaKind::Audio, MediaKind::Video],
+                        silent_sends: Vec::new(),
                         data_channel: false,
                         light: light(id),
                         answer_only: false,
@@ -792,6 +796,13 @@ pub async fn run(o: &RunOptions) -> anyhow::Result<RunResult> {
     if o.full_receivers {
         for p in plan.initial.iter_mut().chain(plan.storm.iter_mut()) {
             p.spec.light = false;
+        }
+    }
+    if o.web_listeners {
+        let listeners = plan.initial.iter_mut().chain(plan.storm.iter_mut());
+        for p in listeners.filter(|p| p.path == Path::Control && p.spec.sends.is_empty()) {
+            p.spec.data_channel = false;
+            p.spec.silent_sends = vec![MediaKind::Audio, MediaKind::Video, MediaKind::Video];
         }
     }
     if !o.quick && !o.wait_quiet.is_zero() {

@@ -44,8 +44,10 @@ pub struct JoinSpec {
     pub sends: Vec<TrackSpec>,
     /// Receive-only m-lines (a WHEP player's offer).
     pub recv_only: Vec<MediaKind>,
-    /// Offer a data channel (control-API clients, so a listener has
-    /// something to offer).
+    /// Send-only m-lines with nothing on them: what the web client offers
+    /// before its microphone, camera or screen is on (a listener's offer).
+    pub silent_sends: Vec<MediaKind>,
+    /// Offer a data channel.
     pub data_channel: bool,
     /// Decrypt only the first packet of each incoming stream; count the
     /// rest by their RTP header (sequence numbers travel in the clear).
@@ -624,6 +626,9 @@ impl Worker {
         }
         for kind in &spec.recv_only {
             api.add_media(*kind, Direction::RecvOnly, None, None, None);
+        }
+        for kind in &spec.silent_sends {
+            api.add_media(*kind, Direction::SendOnly, None, None, None);
         }
         if spec.data_channel {
             api.add_channel("bench".into());

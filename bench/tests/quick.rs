@@ -21,7 +21,7 @@ fn every_scenario_works_end_to_end() {
         // One retry: on a shared 2-core machine a join now and then stays in
         // ICE checking (under investigation); the first attempt's problems
         // are printed either way, and a second failure fails the test.
-        let first = check_scenario(&runtime, scenario);
+        let first = check_scenario(&runtime, scenario, false);
         if first.is_empty() {
             continue;
         }
@@ -29,13 +29,19 @@ fn every_scenario_works_end_to_end() {
             "{}: first attempt failed, retrying once: {first:#?}",
             scenario.name()
         );
-        failures.extend(check_scenario(&runtime, scenario));
+        failures.extend(check_scenario(&runtime, scenario, false));
     }
+    // Listeners that offer like the web client (no data channel).
+    failures.extend(check_scenario(&runtime, Scenario::LargeCallScreen, true));
     println!("quick run took {:.0} s", started.elapsed().as_secs_f64());
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-fn check_scenario(runtime: &tokio::runtime::Runtime, scenario: Scenario) -> Vec<String> {
+fn check_scenario(
+    runtime: &tokio::runtime::Runtime,
+    scenario: Scenario,
+    web_listeners: bool,
+) -> Vec<String> {
     let mut failures = Vec::new();
     {
         let o = RunOptions {
@@ -60,6 +66,7 @@ fn check_scenario(runtime: &tokio::runtime::Runtime, scenario: Scenario) -> Vec<
             progress: false,
             command: "quick test".into(),
             full_receivers: false,
+            web_listeners,
             wait_quiet: Duration::ZERO,
         };
         let r = match runtime.block_on(run(&o)) {

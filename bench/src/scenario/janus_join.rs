@@ -90,8 +90,10 @@ fn handle_of(ctx: &Ctx, pid: u32) -> Option<u64> {
 /// Starts a participant's join (its book entry exists already).
 pub(super) fn join(ctx: &Arc<Ctx>, j: &Arc<JanusCalls>, p: &Planned, worker: usize) {
     let mut spec = p.spec.clone();
-    // VideoRoom rooms here carry no data channels.
+    // VideoRoom rooms here carry no data channels, and a subscriber
+    // answers the room's offer instead of offering.
     spec.data_channel = false;
+    spec.silent_sends.clear();
     let listener = spec.sends.is_empty();
     spec.answer_only = listener;
     ctx.workers[worker].send(Cmd::Join(spec));
