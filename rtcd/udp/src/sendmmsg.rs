@@ -164,6 +164,16 @@ mod tests {
 
     use super::*;
 
+    /// [`flush_with`] on an IPv4 socket with the default limits.
+    fn flush_ipv4(
+        send: impl FnMut(&mut Batch<'_>, usize) -> io::Result<usize>,
+        queue: &mut SendQueue,
+        counters: &mut SocketCounters,
+        gso_refused: &mut bool,
+    ) -> bool {
+        flush_with(send, false, LIMITS, queue, counters, gso_refused)
+    }
+
     const LIMITS: BurstLimits = BurstLimits {
         max_segments: 64,
         max_segment_size: 1452,
@@ -223,10 +233,8 @@ mod tests {
                 Err(io::ErrorKind::WouldBlock.into())
             }
         };
-        let complete = flush_with(
+        let complete = flush_ipv4(
             full_after_seven,
-            false,
-            LIMITS,
             &mut queue,
             &mut counters,
             &mut gso_refused,
@@ -236,10 +244,8 @@ mod tests {
         assert_eq!(counters.datagrams_out, 7);
         assert_eq!(counters.send_syscalls, 2);
 
-        let complete = flush_with(
+        let complete = flush_ipv4(
             |batch, start| batch.send(fd, start..batch.len()),
-            false,
-            LIMITS,
             &mut queue,
             &mut counters,
             &mut gso_refused,
@@ -281,14 +287,7 @@ mod tests {
                 batch.send(fd, start..end)
             }
         };
-        let complete = flush_with(
-            no_gso,
-            false,
-            LIMITS,
-            &mut queue,
-            &mut counters,
-            &mut gso_refused,
-        );
+        let complete = flush_ipv4(no_gso, &mut queue, &mut counters, &mut gso_refused);
         assert!(complete);
         assert!(gso_refused);
         assert_eq!(counters.datagrams_out, 5);
