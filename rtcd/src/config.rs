@@ -258,7 +258,10 @@ impl Config {
         if self.rtc.resend_window_ms > 10_000 {
             errors.push("rtc.resend_window_ms must be at most 10000".into());
         }
-        if self.rtc.resend_window_min_ms > self.rtc.resend_window_ms {
+        // 0 turns resends off, whatever the floor.
+        if self.rtc.resend_window_ms > 0
+            && self.rtc.resend_window_min_ms > self.rtc.resend_window_ms
+        {
             errors.push(
                 "rtc.resend_window_min_ms must not exceed rtc.resend_window_ms (equal: a fixed window)"
                     .into(),
@@ -360,6 +363,8 @@ mod tests {
         assert_eq!(about_the_floor(&c), 0, "equal: a fixed window");
         c.rtc.resend_window_min_ms += 1;
         assert_eq!(about_the_floor(&c), 1);
+        c.rtc.resend_window_ms = 0;
+        assert_eq!(about_the_floor(&c), 0, "0: no resends at all");
     }
 
     #[test]
