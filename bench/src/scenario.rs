@@ -168,7 +168,7 @@ fn publisher(pid: u32, call: usize, sends: Vec<TrackSpec>) -> Planned {
             sends,
             recv_only: Vec::new(),
             silent_sends: Vec::new(),
-            data_channel: false,
+            data_channel: true,
             light: false,
             answer_only: false,
         },
@@ -303,6 +303,7 @@ fn plan(o: &RunOptions) -> Plan {
                 vec![TrackSpec::mic(Talk::Continuous), TrackSpec::camera()],
             );
             p.path = Path::Whip;
+            p.spec.data_channel = false;
             initial.push(p);
             for _ in 0..viewers {
                 let id = pid();
