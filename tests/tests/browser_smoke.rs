@@ -7,74 +7,39 @@
 //! tests/browser/node_modules is missing, unless ENCLAVE_REQUIRE_BROWSER=1
 //! (set by scripts/test), which makes them fail instead.
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use serde_json::{Value, json};
 use tests::browser::{self, ReferenceServer};
+use tests::browser_gate::Gate;
 use tests::netns;
-
-type TestFn = fn() -> Result<(), Failed>;
 
 fn main() {
     // First, while the process has one thread: everything started below
     // (node, Chromium, the reference server) lives in the namespace.
-    let netns = netns::enter_isolated_loopback();
-
+    let gate = Gate::enter("browser_smoke");
     let mut args = Arguments::from_args();
     // Each browser run encodes video in real time; two at once on a small
     // machine only make both slower and flakier.
     args.test_threads.get_or_insert(1);
-
-    // Why a test cannot run here: no namespace (all of them), or no
-    // browser (those that need one).
-    let no_netns = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"));
-    let no_browser = no_netns
-        .clone()
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &no_browser {
-        eprintln!(
-            "browser_smoke: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
-
-    let tests: [(&str, TestFn, &Option<String>); 4] = [
-        (
+    let trials = vec![
+        gate.trial(
             "netns_has_only_loopback",
             netns_has_only_loopback,
-            &no_netns,
+            gate.no_netns.clone(),
         ),
-        (
+        gate.browser(
             "chromium_loopback_peer_connection",
             chromium_loopback_peer_connection,
-            &no_browser,
         ),
-        (
+        gate.browser(
             "whip_whep_trickle_patch_reference_server",
             whip_whep_trickle_patch,
-            &no_browser,
         ),
-        (
+        gate.browser(
             "whip_whep_patch_unsupported_reference_server",
             whip_whep_patch_unsupported,
-            &no_browser,
         ),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, f, skip)| {
-            let ignored = skip.is_some() && !required;
-            let skip = skip.clone();
-            Trial::test(name, move || match skip {
-                Some(why) => Err(why.into()),
-                None => f(),
-            })
-            .with_ignored_flag(ignored)
-        })
-        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
 

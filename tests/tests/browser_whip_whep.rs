@@ -38,7 +38,7 @@ use rtcd::{Config, Rtcd};
 use serde_json::{Value, json};
 use signaling::CallId;
 use tests::browser;
-use tests::netns;
+use tests::browser_gate::Gate;
 use tests::wait::http_get;
 use tokio::runtime::Runtime;
 
@@ -53,27 +53,14 @@ type TestFn = fn(&Arc<Runtime>) -> Result<(), Failed>;
 fn main() {
     // First, while the process has one thread: the runtime, rtcd, node and
     // Chromium all start afterwards, inside the namespace.
-    let netns = netns::enter_isolated_loopback();
+    let gate = Gate::enter("browser_whip_whep");
+    let (no_browser, required) = (gate.no_browser, gate.required);
 
     let mut args = Arguments::from_args();
     // Each run encodes and decodes video in real time; two at once on a
     // small machine only make both slower and flakier.
     args.test_threads.get_or_insert(1);
 
-    let no_netns = netns
-        .as_ref()
-        .err()
-        .map(|e| format!("no private network namespace: {e:#}"));
-    let no_browser = no_netns
-        .clone()
-        .or_else(browser::browser_unavailable_reason);
-    let required = browser::browser_required();
-    if let Some(why) = &no_browser {
-        eprintln!(
-            "browser_whip_whep: {} browser tests: {why}",
-            if required { "failing" } else { "skipping" }
-        );
-    }
     // The ICE-TCP variant also needs a firewall tool; without one it is
     // skipped even when the browser is required (the browser is not what
     // is missing).
