@@ -14,7 +14,8 @@
 # behind, and a backlogged rtcd batches more and reads cheaper than it is.
 #
 # Binaries: $BENCH (default: target/release/bench) and $RTCD (default: the
-# rtcd next to it).
+# rtcd next to it). $BENCH_ARGS: extra words for `bench run`, e.g.
+# BENCH_ARGS=--web-listeners.
 set -eu
 out=${1:?usage: $0 OUT_DIR [LISTENERS] [WINDOW_S]}
 n=${2:-20}
@@ -35,7 +36,7 @@ WRAP
 chmod +x "$wrapper"
 
 RTCD_BIN="$wrapper" "$bench" run --scenario large-call-screen --participants "$n" \
-  --duration $((win + 16)) --wait-quiet 0 --out "$out" > "$out/bench.txt" 2>&1 &
+  --duration $((win + 16)) --wait-quiet 0 --out "$out" ${BENCH_ARGS:-} > "$out/bench.txt" 2>&1 &
 bench_pid=$!
 vg=""
 for _ in $(seq 1 200); do
