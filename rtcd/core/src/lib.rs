@@ -15,6 +15,10 @@
 //!     sfu.handle_command(now, msg);            // control ⇄ rtcd messages
 //!     sfu.handle_datagram(now, datagram);      // every UDP/TCP packet
 //!     sfu.flush(now);                          // after the datagrams read this turn
+//!     while sfu.forward_backlog(now, slice) {  // video, a slice at a time
+//!         sfu.flush(now);                      // (when audio came in meanwhile)
+//!         // send what came out, read the socket again, feed it (audio first)
+//!     }
 //!     sfu.handle_timeout(now);                 // when poll_timeout() is due
 //!     // 2. After each input, drain the outputs:
 //!     while let Some(out) = sfu.poll_output() {
@@ -26,6 +30,15 @@
 //!     // 3. Sleep until a datagram arrives or sfu.poll_timeout().
 //! }
 //! ```
+//!
+//! Audio is forwarded as soon as its datagram is handled; video waits in
+//! one backlog (arrival order, so a track's packets never reorder) until
+//! [`Sfu::forward_backlog`] fans it out in slices of subscriber writes. A
+//! large video fan-out (a screen-share frame to hundreds of listeners is
+//! thousands of writes) thus no longer holds up audio that arrives during
+//! it, as long as the driver reads between slices. While video waits,
+//! [`Sfu::poll_timeout`] is a time already passed; only
+//! `forward_backlog` empties the backlog, so a driver must call it.
 //!
 //! Inputs never block and never fail the whole core: a malformed datagram,
 //! SDP or candidate is refused with a precise reason (and counted in
@@ -45,6 +58,7 @@
 //! Only sessions whose deadline is due are woken (a binary heap of
 //! deadlines); an idle session costs nothing per loop.
 
+mod backlog;
 mod call;
 mod codec;
 mod config;

@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 use signaling::SessionId;
 use signaling::media::{TrackSource, VideoQuality};
 use signaling::rtcd::FromRtcd;
-use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::StreamPaused;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 
+use crate::backlog::{FanoutSource, InProgress};
 use crate::codec::is_keyframe_start;
 use crate::demux::SessionKey;
 use crate::session::{Layer, SessionKind};
-use crate::sfu::{Action, CoreError, Forward, Sfu};
+use crate::sfu::{Action, CoreError, FLUSH_AFTER_FORWARDS, Forward, Sfu};
 use crate::stats::{DropReason, MediaClass};
 
 impl Sfu {
@@ -125,7 +126,7 @@ impl Sfu {
             }
         };
         let keyframe = class == MediaClass::Video && is_keyframe_start(codec, &p.payload);
-        self.actions.push_back(Action::Forward(Forward {
+        let f = Forward {
             from: key,
             track: ti,
             layer: li,
@@ -138,116 +139,201 @@ impl Sfu {
             voice_activity: p.header.ext_vals.voice_activity,
             arrival: p.timestamp,
             keyframe,
-        }));
+        };
+        if class == MediaClass::Audio {
+            self.actions.push_back(Action::Forward(f));
+        } else {
+            self.backlog.push(now, f);
+        }
     }
 
+    /// Sends an audio packet to all its subscribers at once.
     fn forward(&mut self, now: Instant, f: Forward) {
         self.forwarded_since_flush += 1;
-        let Some(publisher) = self.sessions.get(&f.from) else {
-            return;
-        };
-        let Some(track) = publisher.inputs.get(f.track) else {
-            return;
-        };
-        let simulcast = track.layers.len() > 1;
-        let kind = track.kind;
-        let Some(in_params) = track
-            .formats
-            .iter()
-            .find(|(pt, _)| *pt == f.pt)
-            .map(|(_, p)| *p)
-        else {
+        let Some(source) = self.fanout_source(&f) else {
             return;
         };
         // Reuse one buffer for the subscriber list: no allocation per packet.
         let mut subscribers = std::mem::take(&mut self.fanout_scratch);
         subscribers.clear();
-        subscribers.extend_from_slice(&track.subscribers);
-        let class = if kind == MediaKind::Audio {
+        if let Some(t) = self.sessions[&f.from].inputs.get(f.track) {
+            subscribers.extend_from_slice(&t.subscribers);
+        }
+        for &(sub_key, mid) in &subscribers {
+            self.write_one(now, &f, source, sub_key, mid);
+        }
+        self.fanout_scratch = subscribers;
+    }
+
+    /// Fans queued video out, oldest packet first, until `max_writes`
+    /// subscribers have been handled (at least one) or nothing is left;
+    /// a packet's fan-out may stop mid-list and resume on the next call.
+    /// Returns whether video is still waiting.
+    ///
+    /// Audio is forwarded as it arrives, so a driver that calls this in
+    /// small slices, and reads its socket in between, lets audio overtake
+    /// a large video fan-out. What it writes is released by
+    /// [`Sfu::flush`], as for [`Sfu::handle_datagram`], and at the latest
+    /// every [`FLUSH_AFTER_FORWARDS`] packets.
+    pub fn forward_backlog(&mut self, now: Instant, max_writes: usize) -> bool {
+        let mut budget = max_writes.max(1);
+        while budget > 0 {
+            let mut current = match self.backlog.current.take() {
+                Some(c) => c,
+                None => {
+                    let Some(f) = self.backlog.next_packet() else {
+                        break;
+                    };
+                    let Some(source) = self.fanout_source(&f) else {
+                        // Its publisher, track or format is gone.
+                        continue;
+                    };
+                    let subscribers = &self.sessions[&f.from].inputs[f.track].subscribers;
+                    self.backlog.subscribers.clear();
+                    self.backlog.subscribers.extend_from_slice(subscribers);
+                    InProgress {
+                        forward: f,
+                        source,
+                        next: 0,
+                    }
+                }
+            };
+            let subscribers = std::mem::take(&mut self.backlog.subscribers);
+            let start = current.next;
+            let end = subscribers.len().min(start.saturating_add(budget));
+            for &(sub_key, mid) in &subscribers[start..end] {
+                self.write_one(now, &current.forward, current.source, sub_key, mid);
+            }
+            self.backlog.subscribers = subscribers;
+            // A packet with no subscriber left still costs a step.
+            budget -= (end - start).max(1);
+            if end < self.backlog.subscribers.len() {
+                current.next = end;
+                self.backlog.current = Some(current);
+                break;
+            }
+            self.forwarded_since_flush += 1;
+            if self.forwarded_since_flush >= FLUSH_AFTER_FORWARDS {
+                self.flush(now);
+            }
+        }
+        self.backlog.len() > 0
+    }
+
+    /// The publisher's side of a packet's fan-out, or `None` when its
+    /// publisher, track or format is gone.
+    fn fanout_source(&self, f: &Forward) -> Option<FanoutSource> {
+        let track = self.sessions.get(&f.from)?.inputs.get(f.track)?;
+        let in_params = track
+            .formats
+            .iter()
+            .find(|(pt, _)| *pt == f.pt)
+            .map(|(_, p)| *p)?;
+        let class = if track.kind == MediaKind::Audio {
             MediaClass::Audio
         } else {
             MediaClass::Video
         };
-        for &(sub_key, mid) in &subscribers {
-            let Some(sub) = self.sessions.get_mut(&sub_key) else {
-                continue;
-            };
-            if !sub.connected() {
-                continue;
-            }
-            let Some(out) = sub.outputs.get_mut(&mid) else {
-                continue;
-            };
-            if simulcast {
-                if out.current_layer != Some(f.layer) {
-                    if out.target_layer == Some(f.layer) && f.keyframe {
-                        out.current_layer = Some(f.layer);
-                        out.rewriter.switch(now, f.seq, f.ts);
-                    } else {
-                        self.stats.drop(DropReason::LayerNotSelected);
-                        continue;
-                    }
-                }
-            } else if !out.rewriter.started() {
-                out.current_layer = Some(f.layer);
-                out.rewriter.switch(now, f.seq, f.ts);
-            }
-            let Some((seq, ts)) = out.rewriter.rewrite(now, f.seq, f.ts) else {
-                continue;
-            };
-            let out_pt = match out.pt_map {
-                Some((i, o)) if i == f.pt => o,
-                _ => {
-                    let Some(o) = sub.rtc.media(mid).and_then(|m| {
-                        let remote = m.remote_pts();
-                        sub.rtc
-                            .codec_config()
-                            .params()
-                            .iter()
-                            .filter(|p| remote.contains(&p.pt()))
-                            .find(|p| same_format(p, &in_params))
-                            .map(|p| p.pt())
-                    }) else {
-                        self.stats.drop(DropReason::NoCodec);
-                        continue;
-                    };
-                    out.pt_map = Some((f.pt, o));
-                    o
-                }
-            };
-            let ext = ExtensionValues {
-                audio_level: f.audio_level,
-                voice_activity: f.voice_activity,
-                ..Default::default()
-            };
-            let mut api = sub.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                continue;
-            };
-            if class == MediaClass::Video && out.resend_window.is_none() {
-                // str0m keeps 3 s per stream unless told otherwise (only
-                // the packet cap is an `RtcConfig` setting); this drops
-                // the (empty) cache once, before the first packet.
-                let window = self.resend.initial();
-                set_resend_window(tx, window, self.config.resend_window_packets);
-                out.resend_window = Some(window);
-            }
-            tx.write_rtp(
-                RtpWrite::new(out_pt, seq.into(), ts, f.arrival, f.payload.clone())
-                    .marker(f.marker)
-                    .ext_vals(ext)
-                    .nackable(class == MediaClass::Video),
-            );
-            self.stats.forwarded_packets[class as usize] += 1;
-            self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
-            // str0m releases written packets on its next timeout: `flush`
-            // gives each touched subscriber one per batch of input.
-            if !sub.touched {
-                sub.touched = true;
-                self.touched.push(sub_key);
-            }
+        Some(FanoutSource {
+            class,
+            simulcast: track.layers.len() > 1,
+            in_params,
+        })
+    }
+
+    /// Writes one packet to one subscriber's m-line, if that m-line still
+    /// receives the packet's track and wants its layer.
+    fn write_one(
+        &mut self,
+        now: Instant,
+        f: &Forward,
+        source: FanoutSource,
+        sub_key: SessionKey,
+        mid: Mid,
+    ) {
+        let Some(sub) = self.sessions.get_mut(&sub_key) else {
+            return;
+        };
+        if !sub.connected() {
+            return;
         }
-        self.fanout_scratch = subscribers;
+        let Some(out) = sub.outputs.get_mut(&mid) else {
+            return;
+        };
+        // A queued packet may meet an m-line that was unbound (its publisher
+        // left) or bound to another track since the packet arrived.
+        if out.publisher != Some((f.from, f.track)) {
+            return;
+        }
+        let class = source.class;
+        if source.simulcast {
+            if out.current_layer != Some(f.layer) {
+                if out.target_layer == Some(f.layer) && f.keyframe {
+                    out.current_layer = Some(f.layer);
+                    out.rewriter.switch(now, f.seq, f.ts);
+                } else {
+                    self.stats.drop(DropReason::LayerNotSelected);
+                    return;
+                }
+            }
+        } else if !out.rewriter.started() {
+            out.current_layer = Some(f.layer);
+            out.rewriter.switch(now, f.seq, f.ts);
+        }
+        let Some((seq, ts)) = out.rewriter.rewrite(now, f.seq, f.ts) else {
+            return;
+        };
+        let out_pt = match out.pt_map {
+            Some((i, o)) if i == f.pt => o,
+            _ => {
+                let Some(o) = sub.rtc.media(mid).and_then(|m| {
+                    let remote = m.remote_pts();
+                    sub.rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .filter(|p| remote.contains(&p.pt()))
+                        .find(|p| same_format(p, &source.in_params))
+                        .map(|p| p.pt())
+                }) else {
+                    self.stats.drop(DropReason::NoCodec);
+                    return;
+                };
+                out.pt_map = Some((f.pt, o));
+                o
+            }
+        };
+        let ext = ExtensionValues {
+            audio_level: f.audio_level,
+            voice_activity: f.voice_activity,
+            ..Default::default()
+        };
+        let mut api = sub.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        if class == MediaClass::Video && out.resend_window.is_none() {
+            // str0m keeps 3 s per stream unless told otherwise (only
+            // the packet cap is an `RtcConfig` setting); this drops
+            // the (empty) cache once, before the first packet.
+            let window = self.resend.initial();
+            set_resend_window(tx, window, self.config.resend_window_packets);
+            out.resend_window = Some(window);
+        }
+        tx.write_rtp(
+            RtpWrite::new(out_pt, seq.into(), ts, f.arrival, f.payload.clone())
+                .marker(f.marker)
+                .ext_vals(ext)
+                .nackable(class == MediaClass::Video),
+        );
+        self.stats.forwarded_packets[class as usize] += 1;
+        self.stats.forwarded_bytes[class as usize] += f.payload.len() as u64;
+        // str0m releases written packets on its next timeout: `flush`
+        // gives each touched subscriber one per batch of input.
+        if !sub.touched {
+            sub.touched = true;
+            self.touched.push(sub_key);
+        }
     }
 
     pub(crate) fn on_keyframe_request(&mut self, key: SessionKey, r: KeyframeRequest) {

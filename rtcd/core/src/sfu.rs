@@ -16,6 +16,7 @@ use str0m::media::Pt;
 use str0m::net::{Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Input, Rtc};
 
+use crate::backlog::Backlog;
 use crate::call::Call;
 use crate::config::CoreConfig;
 use crate::demux::{Demux, SessionKey, new_ice_password, new_ufrag};
@@ -175,6 +176,8 @@ pub struct Sfu {
     pub(crate) fanout_scratch: Vec<(SessionKey, str0m::media::Mid)>,
     /// Packets forwarded since the last `flush`.
     pub(crate) forwarded_since_flush: usize,
+    /// Video waiting for [`Sfu::forward_backlog`].
+    pub(crate) backlog: Backlog,
 }
 
 /// Most packets forwarded between two flushes, however many datagrams the
@@ -203,6 +206,7 @@ impl Sfu {
             fanout_scratch: Vec::new(),
             touched: Vec::new(),
             forwarded_since_flush: 0,
+            backlog: Backlog::default(),
         }
     }
 
@@ -210,9 +214,19 @@ impl Sfu {
         self.outputs.pop_front()
     }
 
-    /// When [`Sfu::handle_timeout`] must next be called.
+    /// When [`Sfu::handle_timeout`] must next be called, or, while video
+    /// waits for [`Sfu::forward_backlog`], when it began to wait: a time
+    /// already passed, so the driver does not sleep.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        match (self.timers.next(), self.backlog.due()) {
+            (Some(t), Some(b)) => Some(t.min(b)),
+            (t, b) => t.or(b),
+        }
+    }
+
+    /// Video packets waiting for (or part way through) their fan-out.
+    pub fn video_backlog(&self) -> usize {
+        self.backlog.len()
     }
 
     pub fn stats(&self) -> &CoreStats {
@@ -771,6 +785,8 @@ impl Sfu {
 
     /// Feeds one received datagram. `Err` says why it was dropped (already
     /// counted); running calls are never disturbed by a bad datagram.
+    /// Audio it carries is forwarded at once; video joins the backlog that
+    /// [`Sfu::forward_backlog`] fans out.
     pub fn handle_datagram(&mut self, now: Instant, d: Datagram<'_>) -> Result<(), DropReason> {
         let r = self.datagram(now, d);
         if let Err(reason) = r {
@@ -832,8 +848,10 @@ impl Sfu {
     /// datagrams it read in one go (rtcd: once per loop turn): one timeout
     /// per touched subscriber per call rather than one per forwarded
     /// packet. [`Sfu::handle_timeout`] and [`Sfu::handle_command`] flush
-    /// too, and so does [`Sfu::handle_datagram`] every
-    /// [`FLUSH_AFTER_FORWARDS`] forwarded packets.
+    /// too, and so do [`Sfu::handle_datagram`] and
+    /// [`Sfu::forward_backlog`] every [`FLUSH_AFTER_FORWARDS`] forwarded
+    /// packets. A flush between two slices of the video backlog releases
+    /// what was written so far, the audio forwarded meanwhile with it.
     pub fn flush(&mut self, now: Instant) {
         self.forwarded_since_flush = 0;
         while !self.touched.is_empty() {

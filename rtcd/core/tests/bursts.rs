@@ -55,14 +55,13 @@ fn a_burst_read_at_once_reaches_a_subscriber_in_slices() {
     let sent: Vec<usize> = released.into_iter().filter(|n| *n > 0).collect();
     assert!(!sent.is_empty(), "nothing left before the driver's flush");
     // Released in slices of FLUSH_AFTER_FORWARDS packets, not one per
-    // datagram and not all at the end (RTCP from alice may sit between
-    // her packets, so count the distinct totals).
+    // write and not all at the end (count the distinct totals).
     let mut totals = sent.clone();
     totals.dedup();
     assert_eq!(
         totals,
         vec![FLUSH_AFTER_FORWARDS, 2 * FLUSH_AFTER_FORWARDS],
-        "released so far, after each datagram: {sent:?}"
+        "released so far, after each write: {sent:?}"
     );
     // The driver's flush sends the rest; every packet arrives once.
     let now = net.now;

@@ -363,7 +363,8 @@ impl Harness {
     fn settle(&mut self) {
         let mut moved = 0usize;
         loop {
-            let mut any = false;
+            // Small slices, so fan-outs stop and resume mid-list.
+            let mut any = self.sfu.forward_backlog(self.now, 3);
             while let Some(out) = self.sfu.poll_output() {
                 any = true;
                 moved += 1;

@@ -127,11 +127,11 @@ impl Net {
         self.pump();
     }
 
-    /// Hands what the held client sent to the SFU one datagram at a time
-    /// with no flush in between, as one large receive batch would, and
-    /// stops holding. Returns, after each datagram, how many RTP packets
-    /// the SFU had released to client `to` so far. What the SFU releases
-    /// is delivered after the whole batch.
+    /// Hands what the held client sent to the SFU as one large receive
+    /// batch would, then fans the video out one subscriber write at a
+    /// time with no flush in between, and stops holding. Returns, after
+    /// each write, how many RTP packets the SFU had released to client
+    /// `to` so far. What the SFU releases is delivered at the end.
     pub fn feed_held_as_one_batch(&mut self, to: usize) -> Vec<usize> {
         self.uplink_held = None;
         let to_addr = self.clients[to].addr;
@@ -140,6 +140,9 @@ impl Net {
         let mut out = Vec::new();
         for (source, destination, contents) in std::mem::take(&mut self.held) {
             self.uplink(source, destination, &contents);
+        }
+        loop {
+            let more = self.sfu.forward_backlog(self.now, 1);
             while let Some(o) = self.sfu.poll_output() {
                 if let Output::Transmit(t) = &o
                     && t.destination == to_addr
@@ -150,6 +153,9 @@ impl Net {
                 out.push(o);
             }
             after_each.push(released);
+            if !more {
+                break;
+            }
         }
         for o in out {
             match o {
@@ -242,11 +248,64 @@ impl Net {
         idx
     }
 
+    /// Hands the held client's datagrams to the SFU, in order, without
+    /// fanning out its video backlog, and stops holding. Nothing is
+    /// flushed or delivered.
+    pub fn feed_held(&mut self) {
+        self.uplink_held = None;
+        for (source, destination, contents) in std::mem::take(&mut self.held) {
+            self.uplink(source, destination, &contents);
+        }
+    }
+
+    /// How many datagrams the held client has sent since it was held.
+    pub fn held_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Hands the `i`-th held datagram to the SFU (nothing is fanned out,
+    /// flushed or delivered); the others stay held.
+    pub fn feed_one_held(&mut self, i: usize) {
+        let (source, destination, contents) = self.held[i].clone();
+        self.uplink(source, destination, &contents);
+    }
+
+    /// Forgets what the held client sent and stops holding.
+    pub fn drop_held(&mut self) {
+        self.uplink_held = None;
+        self.held.clear();
+    }
+
+    /// One slice of the video backlog as rtcd's worker runs it: up to
+    /// `max_writes` subscriber writes, a flush, and delivery of what came
+    /// out, without fanning out the rest. Returns whether video still waits.
+    pub fn slice(&mut self, max_writes: usize) -> bool {
+        let more = self.sfu.forward_backlog(self.now, max_writes);
+        self.release();
+        more
+    }
+
+    /// Flushes the SFU and delivers what comes out (and what the clients
+    /// answer), without fanning out the video backlog.
+    pub fn release(&mut self) {
+        self.sfu.flush(self.now);
+        while let Some(out) = self.sfu.poll_output() {
+            match out {
+                Output::Transmit(t) => self.deliver(t),
+                Output::Event(e) => self.signal(e),
+            }
+        }
+        for ci in 0..self.clients.len() {
+            self.drain_client(ci);
+        }
+    }
+
     /// Moves every pending output (datagrams and signaling) to its
-    /// destination until nothing moves, without advancing time.
+    /// destination until nothing moves, without advancing time. The video
+    /// backlog is fanned out whole.
     pub fn pump(&mut self) {
         for _ in 0..10_000 {
-            let mut moved = false;
+            let mut moved = self.sfu.forward_backlog(self.now, usize::MAX);
             self.sfu.flush(self.now);
             while let Some(out) = self.sfu.poll_output() {
                 moved = true;
