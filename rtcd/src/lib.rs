@@ -118,8 +118,15 @@ impl Rtcd {
             core.resend_window = Duration::from_millis(config.rtc.resend_window_ms);
             core.resend_window_min = Duration::from_millis(config.rtc.resend_window_min_ms);
             core.resend_window_packets = config.rtc.resend_window_packets;
-            let (w, h) = worker::prepare(i, Sfu::new(core), socket, tcp.clone(), events_tx.clone())
-                .context("starting a worker")?;
+            let (w, h) = worker::prepare(
+                i,
+                Sfu::new(core),
+                config.rtc.fanout_slice,
+                socket,
+                tcp.clone(),
+                events_tx.clone(),
+            )
+            .context("starting a worker")?;
             prepared.push(w);
             handles.push(h);
         }

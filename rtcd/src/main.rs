@@ -31,6 +31,8 @@ CONFIGURATION (file keys; each can be set as RTCD_<SECTION>__<KEY>, e.g. RTCD_AP
                                 0 = none                                       [1000]
   rtc.resend_window_min_ms      shortest; grows with the round trip            [250]
   rtc.resend_window_packets     at most this many packets per video stream     [512]
+  rtc.fanout_slice              video writes between two socket reads, so
+                                audio overtakes a large video fan-out          [128]
   api.listen                    HTTP: control API, WHIP/WHEP, metrics, health  [127.0.0.1:8045]
   api.keys                      control nodes' bearer keys (≥ 32 chars each)   [[]]
   api.token_secret              signs WHIP/WHEP tokens (≥ 32 chars; empty: off)[\"\"]

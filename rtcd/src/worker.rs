@@ -35,6 +35,13 @@ const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 /// Receive batches handled before the worker turns to its mailbox and
 /// timers (each batch is up to `rtcd_udp::RECV_BATCH` datagrams).
 const MAX_BATCHES_PER_TURN: usize = 8;
+/// Video fan-out writes in one turn before the worker turns to its mailbox
+/// and timers; what is left goes on in the next turn, which does not sleep.
+const FANOUT_WRITES_PER_TURN: usize = 8192;
+/// Video packets waiting for their fan-out above which the worker stops
+/// reading between slices: a worker that cannot keep up leaves the excess
+/// to the kernel's receive buffer, as it did before video waited in rtcd.
+const MAX_VIDEO_BACKLOG: usize = 4096;
 /// Mailbox capacity; a full mailbox drops steered datagrams (counted) and
 /// refuses commands with a clear error rather than growing without bound.
 pub const MAILBOX: usize = 16_384;
@@ -111,6 +118,8 @@ impl WorkerHandle {
 pub struct Worker {
     index: usize,
     sfu: Sfu,
+    /// Subscriber writes per slice of a video fan-out (`rtc.fanout_slice`).
+    fanout_slice: usize,
     socket: MediaSocket,
     poll: Poll,
     rx: Receiver<WorkerMsg>,
@@ -130,6 +139,7 @@ pub struct Worker {
 pub fn prepare(
     index: usize,
     sfu: Sfu,
+    fanout_slice: usize,
     mut socket: MediaSocket,
     tcp: Arc<TcpRegistry>,
     events: tokio::sync::mpsc::Sender<FromRtcd>,
@@ -152,6 +162,7 @@ pub fn prepare(
         Worker {
             index,
             sfu,
+            fanout_slice: fanout_slice.max(1),
             socket,
             poll,
             rx,
@@ -203,12 +214,13 @@ impl Worker {
                 break;
             }
             // Receive in batches of up to RECV_BATCH datagrams, up to
-            // MAX_BATCHES_PER_TURN of them. What they wrote to subscribers is
-            // released once, after the last: str0m's timeout pass costs per
-            // subscriber, not per packet, so one pass per turn instead of
-            // one per batch saves the most when the worker is busiest, at
-            // the price of holding a turn's first packets until its last
-            // batch is handled.
+            // MAX_BATCHES_PER_TURN of them. The audio they carry is written
+            // to subscribers at once and released once, after the last
+            // batch: str0m's timeout pass costs per subscriber, not per
+            // packet, so one pass per turn instead of one per batch saves
+            // the most when the worker is busiest, at the price of holding
+            // a turn's first packets until its last batch is handled. Their
+            // video follows, in slices (`fan_out_video`).
             backlog = false;
             for turn in 0.. {
                 if turn == MAX_BATCHES_PER_TURN {
@@ -217,47 +229,7 @@ impl Worker {
                     backlog = true;
                     break;
                 }
-                let now = clock::now();
-                let mut got = 0;
-                let sfu = &mut self.sfu;
-                let foreign = &mut self.foreign;
-                let peers = &self.peers;
-                let me = self.index;
-                let mut steered = 0u64;
-                let mut full = 0u64;
-                let r = self.socket.recv_batch(&mut bufs, |d| {
-                    got += 1;
-                    match steer(me, peers.len(), foreign, d.source, d.contents) {
-                        None => {
-                            let _ = sfu.handle_datagram(
-                                now,
-                                Datagram {
-                                    proto: Protocol::Udp,
-                                    source: d.source,
-                                    destination: d.destination,
-                                    contents: d.contents,
-                                },
-                            );
-                        }
-                        Some(w) => {
-                            let msg = WorkerMsg::Datagram {
-                                proto: Protocol::Udp,
-                                source: d.source,
-                                destination: d.destination,
-                                contents: d.contents.to_vec(),
-                            };
-                            match peers[w].send(msg) {
-                                Ok(()) => steered += 1,
-                                Err(_) => full += 1,
-                            }
-                        }
-                    }
-                });
-                self.steered_out += steered;
-                self.mailbox_full += full;
-                if let Err(e) = r {
-                    tracing::debug!(worker = self.index, error = %e, "receive error");
-                }
+                let got = self.receive_batch(&mut bufs);
                 self.flush_outputs(&mut queue);
                 if got == 0 {
                     break;
@@ -265,8 +237,10 @@ impl Worker {
             }
             self.sfu.flush(clock::now());
             self.flush_outputs(&mut queue);
+            self.fan_out_video(&mut bufs, &mut queue);
             // Datagrams steered here by other workers are released together
-            // too, by the timeout pass below.
+            // too, by the timeout pass below; their video waits for the
+            // next turn's slices, which begins without sleeping.
             while let Ok(msg) = self.rx.try_recv() {
                 if matches!(msg, WorkerMsg::Shutdown) {
                     stopping = true;
@@ -314,6 +288,85 @@ impl Worker {
                 break;
             }
         }
+    }
+
+    /// Reads one batch from the socket and feeds it to the core (or to the
+    /// worker that owns it). Returns how many datagrams were read.
+    fn receive_batch(&mut self, bufs: &mut RecvBuffers) -> usize {
+        let now = clock::now();
+        let mut got = 0;
+        let sfu = &mut self.sfu;
+        let foreign = &mut self.foreign;
+        let peers = &self.peers;
+        let me = self.index;
+        let mut steered = 0u64;
+        let mut full = 0u64;
+        let r = self.socket.recv_batch(bufs, |d| {
+            got += 1;
+            match steer(me, peers.len(), foreign, d.source, d.contents) {
+                None => {
+                    let _ = sfu.handle_datagram(
+                        now,
+                        Datagram {
+                            proto: Protocol::Udp,
+                            source: d.source,
+                            destination: d.destination,
+                            contents: d.contents,
+                        },
+                    );
+                }
+                Some(w) => {
+                    let msg = WorkerMsg::Datagram {
+                        proto: Protocol::Udp,
+                        source: d.source,
+                        destination: d.destination,
+                        contents: d.contents.to_vec(),
+                    };
+                    match peers[w].send(msg) {
+                        Ok(()) => steered += 1,
+                        Err(_) => full += 1,
+                    }
+                }
+            }
+        });
+        self.steered_out += steered;
+        self.mailbox_full += full;
+        if let Err(e) = r {
+            tracing::debug!(worker = self.index, error = %e, "receive error");
+        }
+        got
+    }
+
+    /// Fans out the video the core holds, a slice of subscriber writes at
+    /// a time. Between slices it reads the socket again: audio that came
+    /// in meanwhile is forwarded at once (the core does that) and released
+    /// and sent here, before the rest of the video. Video written so far is
+    /// released with it, or after the last slice; a flush per slice would
+    /// cost every subscriber a str0m timeout pass per packet.
+    fn fan_out_video(&mut self, bufs: &mut RecvBuffers, queue: &mut SendQueue) {
+        if self.sfu.video_backlog() == 0 {
+            return;
+        }
+        // The audio of the batches just read goes out before any video.
+        let _ = self.socket.flush(queue);
+        let mut writes = 0;
+        while writes < FANOUT_WRITES_PER_TURN {
+            let more = self.sfu.forward_backlog(clock::now(), self.fanout_slice);
+            writes += self.fanout_slice;
+            self.flush_outputs(queue);
+            if !more {
+                break;
+            }
+            if self.sfu.video_backlog() < MAX_VIDEO_BACKLOG && self.receive_batch(bufs) > 0 {
+                if self.sfu.audio_unflushed() {
+                    self.sfu.flush(clock::now());
+                }
+                self.flush_outputs(queue);
+                let _ = self.socket.flush(queue);
+            }
+        }
+        self.sfu.flush(clock::now());
+        self.flush_outputs(queue);
     }
 
     fn publish(&self, cpu: Duration, busy: f32, alive: bool) {

@@ -150,6 +150,7 @@ impl Sfu {
     /// Sends an audio packet to all its subscribers at once.
     fn forward(&mut self, now: Instant, f: Forward) {
         self.forwarded_since_flush += 1;
+        self.audio_since_flush = true;
         let Some(source) = self.fanout_source(&f) else {
             return;
         };

@@ -178,6 +178,8 @@ pub struct Sfu {
     pub(crate) forwarded_since_flush: usize,
     /// Video waiting for [`Sfu::forward_backlog`].
     pub(crate) backlog: Backlog,
+    /// Audio was forwarded since the last `flush`.
+    pub(crate) audio_since_flush: bool,
 }
 
 /// Most packets forwarded between two flushes, however many datagrams the
@@ -207,6 +209,7 @@ impl Sfu {
             touched: Vec::new(),
             forwarded_since_flush: 0,
             backlog: Backlog::default(),
+            audio_since_flush: false,
         }
     }
 
@@ -227,6 +230,13 @@ impl Sfu {
     /// Video packets waiting for (or part way through) their fan-out.
     pub fn video_backlog(&self) -> usize {
         self.backlog.len()
+    }
+
+    /// Audio was written to subscribers since the last [`Sfu::flush`]: a
+    /// driver between two video slices flushes now rather than after the
+    /// video.
+    pub fn audio_unflushed(&self) -> bool {
+        self.audio_since_flush
     }
 
     pub fn stats(&self) -> &CoreStats {
@@ -874,6 +884,7 @@ impl Sfu {
                 self.touched.clear();
             }
         }
+        self.audio_since_flush = false;
     }
 
     /// Wakes the sessions whose deadline has passed.
