@@ -38,10 +38,11 @@ const MAX_BATCHES_PER_TURN: usize = 8;
 /// Video fan-out writes in one turn before the worker turns to its mailbox
 /// and timers; what is left goes on in the next turn, which does not sleep.
 const FANOUT_WRITES_PER_TURN: usize = 8192;
-/// Video packets waiting for their fan-out above which the worker stops
-/// reading between slices: a worker that cannot keep up leaves the excess
-/// to the kernel's receive buffer, as it did before video waited in rtcd.
-const MAX_VIDEO_BACKLOG: usize = 4096;
+/// A worker whose oldest waiting video packet is this old stops reading
+/// until its fan-out catches up: one that cannot keep up leaves the excess
+/// to the kernel's receive buffer, as it did before video waited in rtcd,
+/// rather than queueing video without bound.
+const MAX_VIDEO_WAIT: Duration = Duration::from_millis(100);
 /// Mailbox capacity; a full mailbox drops steered datagrams (counted) and
 /// refuses commands with a clear error rather than growing without bound.
 pub const MAILBOX: usize = 16_384;
@@ -229,6 +230,10 @@ impl Worker {
                     backlog = true;
                     break;
                 }
+                if self.behind() {
+                    backlog = true;
+                    break;
+                }
                 let got = self.receive_batch(&mut bufs);
                 self.flush_outputs(&mut queue);
                 if got == 0 {
@@ -337,6 +342,14 @@ impl Worker {
         got
     }
 
+    /// The video fan-out lags so far that reading more would only queue
+    /// more.
+    fn behind(&self) -> bool {
+        self.sfu
+            .video_waiting_since()
+            .is_some_and(|t| clock::now().saturating_duration_since(t) >= MAX_VIDEO_WAIT)
+    }
+
     /// Fans out the video the core holds, a slice of subscriber writes at
     /// a time. Between slices it reads the socket again: audio that came
     /// in meanwhile is forwarded at once (the core does that) and released
@@ -357,7 +370,7 @@ impl Worker {
             if !more {
                 break;
             }
-            if self.sfu.video_backlog() < MAX_VIDEO_BACKLOG && self.receive_batch(bufs) > 0 {
+            if !self.behind() && self.receive_batch(bufs) > 0 {
                 if self.sfu.audio_unflushed() {
                     self.sfu.flush(clock::now());
                 }

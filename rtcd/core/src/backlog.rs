@@ -67,6 +67,15 @@ impl Backlog {
         self.queue.len() + usize::from(self.current.is_some())
     }
 
+    /// When the oldest waiting packet arrived.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.current
+            .as_ref()
+            .map(|c| &c.forward)
+            .or(self.queue.front())
+            .map(|f| f.arrival)
+    }
+
     /// Due since: the driver should not sleep while packets wait.
     pub fn due(&self) -> Option<Instant> {
         self.since.filter(|_| self.len() > 0)

@@ -232,6 +232,12 @@ impl Sfu {
         self.backlog.len()
     }
 
+    /// When the oldest video packet still waiting for its fan-out arrived:
+    /// how far behind the worker's fan-out is.
+    pub fn video_waiting_since(&self) -> Option<Instant> {
+        self.backlog.oldest()
+    }
+
     /// Audio was written to subscribers since the last [`Sfu::flush`]: a
     /// driver between two video slices flushes now rather than after the
     /// video.
