@@ -16,9 +16,10 @@
 //!     sfu.handle_datagram(now, datagram);      // every UDP/TCP packet
 //!     sfu.flush(now);                          // after the datagrams read this turn
 //!     while sfu.forward_backlog(now, slice) {  // video, a slice at a time
-//!         sfu.flush(now);                      // (when audio came in meanwhile)
-//!         // send what came out, read the socket again, feed it (audio first)
+//!         // send what came out; read the socket again and feed it
+//!         if sfu.audio_unflushed() { sfu.flush(now) } // audio before the rest
 //!     }
+//!     sfu.flush(now);                          // the video written
 //!     sfu.handle_timeout(now);                 // when poll_timeout() is due
 //!     // 2. After each input, drain the outputs:
 //!     while let Some(out) = sfu.poll_output() {
