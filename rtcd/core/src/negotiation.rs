@@ -158,7 +158,7 @@ impl Sfu {
                 }
                 let p = &self.sessions[pk];
                 for (ti, t) in p.inputs.iter().enumerate() {
-                    if t.active {
+                    if t.live() {
                         wanted.push((*pk, ti, t.kind, p.id.clone(), t.source));
                     }
                 }
@@ -320,6 +320,7 @@ impl Sfu {
                 layers,
                 subscribers: Vec::new(),
                 active: true,
+                flowing: false,
                 formats: Vec::new(),
             });
             let session_id = s.id.clone();
@@ -361,7 +362,7 @@ impl Sfu {
     }
 
     /// Everyone else in the call may now receive a different set of tracks.
-    fn track_set_changed(&mut self, key: SessionKey, call: &signaling::CallId) {
+    pub(crate) fn track_set_changed(&mut self, key: SessionKey, call: &signaling::CallId) {
         if let Some(c) = self.calls.get(call) {
             for other in &c.sessions {
                 if *other != key {

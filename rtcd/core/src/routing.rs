@@ -95,6 +95,7 @@ impl Sfu {
             self.stats.drop(reason);
             return;
         }
+        let newly_flowing = !std::mem::replace(&mut s.inputs[ti].flowing, true);
         if source == TrackSource::Microphone
             && let Some(level) = p.header.ext_vals.audio_level
             && let Some(speaking) = s.vad.observe(now, level)
@@ -104,6 +105,13 @@ impl Sfu {
                 session_id,
                 speaking,
             });
+        }
+        if newly_flowing {
+            // Offered from now on; this first packet reaches no one. WHEP
+            // players bind at once, others once they answer; `subscribe`
+            // asks for a keyframe for video.
+            let call = self.sessions[&key].call.clone();
+            self.track_set_changed(key, &call);
         }
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
@@ -599,7 +607,7 @@ impl Sfu {
                 None => members
                     .iter()
                     .copied()
-                    .find(|k| k != key && self.sessions[k].inputs.iter().any(|t| t.active)),
+                    .find(|k| k != key && self.sessions[k].inputs.iter().any(|t| t.live())),
             };
             let Some(pk) = chosen else { continue };
             let p = &self.sessions[&pk];
@@ -615,7 +623,7 @@ impl Sfu {
                 let found = preference.iter().find_map(|src| {
                     p.inputs
                         .iter()
-                        .position(|t| t.active && t.source == *src && t.kind == out.kind)
+                        .position(|t| t.live() && t.source == *src && t.kind == out.kind)
                 });
                 if let Some(ti) = found {
                     binds.push((*key, *mid, pk, ti));

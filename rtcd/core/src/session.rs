@@ -90,11 +90,21 @@ pub(crate) struct InTrack {
     /// Who receives it: (subscriber, its m-line).
     pub subscribers: Vec<(SessionKey, Mid)>,
     pub active: bool,
+    /// A packet that may be forwarded has arrived. Browsers declare
+    /// transceivers for a camera or screen that is off and send nothing on
+    /// them; offering those to everyone would give each of N participants
+    /// 3(N-1) silent m-lines, each with its own sender reports.
+    pub flowing: bool,
     /// Payload types seen on this track, with their codec.
     pub formats: Vec<(Pt, PayloadParams)>,
 }
 
 impl InTrack {
+    /// Offered to subscribers: negotiated as sending, with media seen.
+    pub fn live(&self) -> bool {
+        self.active && self.flowing
+    }
+
     pub fn ranked_layers(&self) -> Vec<usize> {
         let rids: Vec<Option<String>> = self
             .layers

@@ -32,6 +32,10 @@ pub struct Client {
     /// Packets that would go to this client are dropped while this says so.
     pub offline: bool,
     pub send_mids: Vec<(MediaKind, Mid)>,
+    /// Simulcast rids of each sending m-line that has them.
+    pub send_rids: HashMap<Mid, Vec<String>>,
+    /// Has sent its first packet on every sending m-line ([`Net::prime`]).
+    pub primed: bool,
     /// Keyframe requests (PLI/FIR) this client received as a publisher.
     pub keyframe_requests: usize,
 }
@@ -201,6 +205,7 @@ impl Net {
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let mut send_mids = Vec::new();
+        let mut send_rids = HashMap::new();
         let mut tracks = Vec::new();
         for (kind, rids, source) in send {
             let simulcast = rids.map(|rids| {
@@ -212,6 +217,9 @@ impl Net {
             });
             let mid = api.add_media(*kind, Direction::SendOnly, None, None, simulcast);
             send_mids.push((*kind, mid));
+            if let Some(rids) = rids {
+                send_rids.insert(mid, rids.iter().map(|r| r.to_string()).collect());
+            }
             if let Some(source) = source {
                 tracks.push(TrackDeclaration {
                     mid: mid.to_string(),
@@ -231,6 +239,8 @@ impl Net {
             pending: Some(pending),
             offline: false,
             send_mids,
+            send_rids,
+            primed: false,
             keyframe_requests: 0,
         });
         self.sfu.handle_command(
@@ -469,16 +479,52 @@ impl Net {
         }
     }
 
+    /// Connects every client, then [`Net::prime`]s them.
     pub fn connect_all(&mut self) {
+        self.connect();
+        self.prime();
+    }
+
+    /// Connects every client and lets the negotiations that started
+    /// settle; nobody sends media.
+    pub fn connect(&mut self) {
         for _ in 0..400 {
             if self.clients.iter().all(|c| c.connected) {
-                // Let negotiations started by the connection settle too.
                 self.advance(Duration::from_millis(50));
                 return;
             }
             self.advance(Duration::from_millis(5));
         }
         panic!("clients did not connect");
+    }
+
+    /// Each client not yet primed sends one packet (sequence number 0) on
+    /// every m-line and simulcast layer it sends: rtcd offers a track to
+    /// subscribers once media arrives on it. Then the negotiations that
+    /// started settle. These packets reach no subscriber.
+    pub fn prime(&mut self) {
+        for ci in 0..self.clients.len() {
+            if std::mem::replace(&mut self.clients[ci].primed, true) {
+                continue;
+            }
+            for (kind, mid) in self.clients[ci].send_mids.clone() {
+                let payload = if kind == MediaKind::Audio {
+                    opus(0)
+                } else {
+                    vp8(false, 0, 0)
+                };
+                let rids = self.clients[ci].send_rids.get(&mid).cloned();
+                match rids {
+                    Some(rids) => {
+                        for rid in rids {
+                            self.send(ci, mid, Some(&rid), 0, 0, payload.clone(), None);
+                        }
+                    }
+                    None => self.send(ci, mid, None, 0, 0, payload, None),
+                }
+            }
+        }
+        self.advance(Duration::from_millis(50));
     }
 
     /// The mid a client sends `kind` on (its n-th sending m-line of that kind).
