@@ -508,6 +508,22 @@ impl Client {
         self.shared.send_media(kind, n)
     }
 
+    /// Sends one packet on each of its sending m-lines that reaches no
+    /// subscriber but makes rtcd offer the track ([`Shared::prime`]).
+    pub async fn prime(&self) -> anyhow::Result<()> {
+        let kinds: Vec<MediaKind> = self.state().send_mids.iter().map(|(k, _)| *k).collect();
+        for kind in kinds {
+            let sent = eventually(Duration::from_secs(5), || {
+                self.shared.prime(kind).then_some(())
+            })
+            .await;
+            if sent.is_none() {
+                bail!("{} has no {kind:?} stream to send on", self.name());
+            }
+        }
+        Ok(())
+    }
+
     /// Sends raw bytes from this client's socket (UDP only).
     pub fn send_raw(&self, destination: SocketAddr, bytes: &[u8]) {
         if let Link::Udp(s) = &self.shared.link {
@@ -588,6 +604,26 @@ impl Shared {
     }
 
     fn send_media(&self, kind: MediaKind, n: u32) -> bool {
+        let (seq, ts, payload) = if kind == MediaKind::Audio {
+            (AUDIO_SEQ0 + n as u64, 960 * n, audio_payload(n))
+        } else {
+            (VIDEO_SEQ0 + n as u64, 3600 * n, video_payload(n))
+        };
+        self.send_rtp(kind, seq, ts, payload)
+    }
+
+    /// One packet just before counter 0: rtcd offers a track once media
+    /// arrives on it, and this one reaches no subscriber.
+    fn prime(&self, kind: MediaKind) -> bool {
+        let (seq, payload) = if kind == MediaKind::Audio {
+            (AUDIO_SEQ0 - 1, audio_payload(0))
+        } else {
+            (VIDEO_SEQ0 - 1, video_payload(0))
+        };
+        self.send_rtp(kind, seq, 0, payload)
+    }
+
+    fn send_rtp(&self, kind: MediaKind, seq: u64, ts: u32, payload: Vec<u8>) -> bool {
         let mut st = self.lock();
         let now = Instant::now();
         let Some(mid) = st
@@ -607,11 +643,6 @@ impl Shared {
             .map(|p| p.pt())
         else {
             return false;
-        };
-        let (seq, ts, payload) = if audio {
-            (AUDIO_SEQ0 + n as u64, 960 * n, audio_payload(n))
-        } else {
-            (VIDEO_SEQ0 + n as u64, 3600 * n, video_payload(n))
         };
         let ext = ExtensionValues {
             audio_level: audio.then_some(-30),
@@ -1160,6 +1191,7 @@ pub async fn running_call(
             .await?;
     }
     publisher.wait_connected(Duration::from_secs(5)).await?;
+    publisher.prime().await?;
     for s in &subscribers {
         s.wait_connected(Duration::from_secs(5)).await?;
         wait_subscribed(s).await?;
