@@ -1,5 +1,6 @@
 //! The core's state and its inputs and outputs. Media routing lives in
-//! `fanout_actions`, SDP in `negotiation`; both are `impl Sfu` blocks.
+//! `routing` (video waiting for its fan-out in `backlog`), SDP in
+//! `negotiation`; `routing` and `negotiation` are `impl Sfu` blocks.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
