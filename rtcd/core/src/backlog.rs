@@ -44,15 +44,10 @@ pub(crate) struct Backlog {
     /// live list may change between slices, and an index into it would
     /// then skip or repeat a subscriber. Kept to reuse its memory.
     pub subscribers: Vec<(SessionKey, Mid)>,
-    /// When the backlog last went from empty to waiting.
-    since: Option<Instant>,
 }
 
 impl Backlog {
-    pub fn push(&mut self, now: Instant, f: Forward) {
-        if self.len() == 0 {
-            self.since = Some(now);
-        }
+    pub fn push(&mut self, f: Forward) {
         self.queue.push_back(f);
     }
 
@@ -74,10 +69,5 @@ impl Backlog {
             .map(|c| &c.forward)
             .or(self.queue.front())
             .map(|f| f.arrival)
-    }
-
-    /// Due since: the driver should not sleep while packets wait.
-    pub fn due(&self) -> Option<Instant> {
-        self.since.filter(|_| self.len() > 0)
     }
 }

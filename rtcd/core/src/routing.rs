@@ -151,7 +151,7 @@ impl Sfu {
         if class == MediaClass::Audio {
             self.actions.push_back(Action::Forward(f));
         } else {
-            self.backlog.push(now, f);
+            self.backlog.push(f);
         }
     }
 
@@ -159,15 +159,12 @@ impl Sfu {
     fn forward(&mut self, now: Instant, f: Forward) {
         self.forwarded_since_flush += 1;
         self.audio_since_flush = true;
-        let Some(source) = self.fanout_source(&f) else {
-            return;
-        };
         // Reuse one buffer for the subscriber list: no allocation per packet.
         let mut subscribers = std::mem::take(&mut self.fanout_scratch);
-        subscribers.clear();
-        if let Some(t) = self.sessions[&f.from].inputs.get(f.track) {
-            subscribers.extend_from_slice(&t.subscribers);
-        }
+        let Some(source) = self.begin_fanout(&f, &mut subscribers) else {
+            self.fanout_scratch = subscribers;
+            return;
+        };
         for &(sub_key, mid) in &subscribers {
             self.write_one(now, &f, source, sub_key, mid);
         }
@@ -193,13 +190,13 @@ impl Sfu {
                     let Some(f) = self.backlog.next_packet() else {
                         break;
                     };
-                    let Some(source) = self.fanout_source(&f) else {
+                    let mut subscribers = std::mem::take(&mut self.backlog.subscribers);
+                    let source = self.begin_fanout(&f, &mut subscribers);
+                    self.backlog.subscribers = subscribers;
+                    let Some(source) = source else {
                         // Its publisher, track or format is gone.
                         continue;
                     };
-                    let subscribers = &self.sessions[&f.from].inputs[f.track].subscribers;
-                    self.backlog.subscribers.clear();
-                    self.backlog.subscribers.extend_from_slice(subscribers);
                     InProgress {
                         forward: f,
                         source,
@@ -229,9 +226,15 @@ impl Sfu {
         self.backlog.len() > 0
     }
 
-    /// The publisher's side of a packet's fan-out, or `None` when its
+    /// The publisher's side of a packet's fan-out, with its subscribers
+    /// as they are now copied into `subscribers`; `None` when its
     /// publisher, track or format is gone.
-    fn fanout_source(&self, f: &Forward) -> Option<FanoutSource> {
+    fn begin_fanout(
+        &self,
+        f: &Forward,
+        subscribers: &mut Vec<(SessionKey, Mid)>,
+    ) -> Option<FanoutSource> {
+        subscribers.clear();
         let track = self.sessions.get(&f.from)?.inputs.get(f.track)?;
         let in_params = track
             .formats
@@ -243,6 +246,7 @@ impl Sfu {
         } else {
             MediaClass::Video
         };
+        subscribers.extend_from_slice(&track.subscribers);
         Some(FanoutSource {
             class,
             simulcast: track.layers.len() > 1,

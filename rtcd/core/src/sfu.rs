@@ -219,10 +219,10 @@ impl Sfu {
     }
 
     /// When [`Sfu::handle_timeout`] must next be called, or, while video
-    /// waits for [`Sfu::forward_backlog`], when it began to wait: a time
-    /// already passed, so the driver does not sleep.
+    /// waits for [`Sfu::forward_backlog`], when the oldest waiting packet
+    /// arrived: a time already passed, so the driver does not sleep.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.timers.next(), self.backlog.due()) {
+        match (self.timers.next(), self.backlog.oldest()) {
             (Some(t), Some(b)) => Some(t.min(b)),
             (t, b) => t.or(b),
         }
