@@ -262,6 +262,11 @@ pub fn render(node: &Node) -> String {
         "Interarrival jitter of published streams.",
         &total.jitter,
     ));
+    families.push(histogram(
+        "video_fanout_seconds",
+        "From a video packet's arrival to its write to the last subscriber.",
+        &total.video_fanout,
+    ));
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&families, &mut out)

@@ -107,7 +107,25 @@ async fn call_delivers_every_packet_intact(workers: usize) {
     )
     .await;
     assert!(ok, "forwarded audio packets: {v}");
+    // Each video packet's fan-out is timed once, however many it reaches
+    // (the publisher's first packet, which reaches no one, included).
+    let (v, ok) = common::wait_metric(
+        api,
+        "rtcd_video_fanout_seconds_count",
+        Duration::from_secs(2),
+        |v| v >= video as f64,
+    )
+    .await;
+    assert!(
+        ok && v <= video as f64 + 1.0,
+        "timed video fan-outs: {v} of {video}"
+    );
     let m = metrics(api).await;
+    assert_eq!(
+        m.get(r#"rtcd_video_fanout_seconds_bucket{le="+Inf"}"#),
+        m.get("rtcd_video_fanout_seconds_count"),
+        "every fan-out fell in a bucket"
+    );
     assert_eq!(m.get("rtcd_sessions"), Some(&(n + 1.0)));
     assert_eq!(m.get("rtcd_calls"), Some(&1.0));
 

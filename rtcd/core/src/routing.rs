@@ -218,6 +218,8 @@ impl Sfu {
                 self.backlog.current = Some(current);
                 break;
             }
+            let took = now.saturating_duration_since(current.forward.arrival);
+            self.stats.video_fanout.observe(took.as_secs_f64());
             self.forwarded_since_flush += 1;
             if self.forwarded_since_flush >= FLUSH_AFTER_FORWARDS {
                 self.flush(now);

@@ -114,6 +114,9 @@ impl Histogram {
 pub const RTT_SECONDS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 pub const LOSS_RATIO: &[f64] = &[0.0, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
 pub const JITTER_SECONDS: &[f64] = &[0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25];
+pub const FANOUT_SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
 
 /// Everything one core counts. Monotonic counters only grow; gauges are
 /// current values.
@@ -139,6 +142,9 @@ pub struct CoreStats {
     pub rtt: Histogram,
     pub loss: Histogram,
     pub jitter: Histogram,
+    /// From a video packet's arrival to its last subscriber's write: what
+    /// the backlog and the fan-out's length add to video.
+    pub video_fanout: Histogram,
     /// Gauges.
     pub sessions: u64,
     pub calls: u64,
@@ -164,6 +170,7 @@ impl Default for CoreStats {
             rtt: Histogram::new(RTT_SECONDS),
             loss: Histogram::new(LOSS_RATIO),
             jitter: Histogram::new(JITTER_SECONDS),
+            video_fanout: Histogram::new(FANOUT_SECONDS),
             sessions: 0,
             calls: 0,
         }
@@ -203,6 +210,7 @@ impl CoreStats {
         self.rtt.merge(&o.rtt);
         self.loss.merge(&o.loss);
         self.jitter.merge(&o.jitter);
+        self.video_fanout.merge(&o.video_fanout);
         self.sessions += o.sessions;
         self.calls += o.calls;
     }
