@@ -208,6 +208,12 @@ struct RunArgs {
     /// to 2026-11-27.
     #[arg(long)]
     web_listeners: bool,
+    /// Publishers send each video frame as one burst. By default their
+    /// video leaves through a pacer, as a browser's does (2.5 × the target
+    /// rate, in 5 ms steps); every run in RESULTS.md up to 2026-11-27 sent
+    /// bursts.
+    #[arg(long)]
+    bursts: bool,
     /// Before each run, wait at most this many seconds for other processes
     /// to leave the CPUs alone (0: do not wait).
     #[arg(long, default_value_t = 600)]
@@ -390,6 +396,7 @@ fn options_for(
         command: command.to_string(),
         full_receivers: a.full_receivers,
         web_listeners: a.web_listeners,
+        bursts: a.bursts,
         wait_quiet: Duration::from_secs(a.wait_quiet),
     })
 }
@@ -415,6 +422,18 @@ fn stem(r: &RunResult, suffix: &str) -> String {
     format!("{date}-{}{suffix}", r.scenario)
 }
 
+/// The section's line on the machine's own stalls, if they were measured.
+fn stall_line(r: &RunResult) -> String {
+    let f = &r.stall_floor_us;
+    if f.count == 0 {
+        return String::new();
+    }
+    format!(
+        "- stall floor on the SFU's CPU before the run (1 ms naps, {} of them): woke p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs late\n",
+        f.count, f.p99, f.p999, f.max
+    )
+}
+
 fn append_results(
     path: &std::path::Path,
     title: &str,
@@ -430,8 +449,14 @@ fn append_results(
         s.push_str("# rtcd benchmark results\n\nEach section is one `bench` invocation; older sections stay for comparison. Figures come from `bench` (see bench/src/lib.rs): CPU from /proc/<rtcd pid>/stat over the measurement window, forwarded packets from rtcd's /metrics, delay measured by the receiving participants on the same clock.\n");
     }
     s.push_str(&format!(
-        "\n## {} — {title}\n\n- machine: {}\n- command: `{command}`\n- rtcd commit: {}\n- rtcd: {}\n- pinning: {}\n\n{MARKDOWN_HEADER}\n",
-        first.date, first.machine, first.rtcd_commit, first.rtcd, first.pinning
+        "\n## {} — {title}\n\n- machine: {}\n- command: `{command}`\n- rtcd commit: {}\n- rtcd: {}\n- pinning: {}\n- video sending: {}\n{}\n{MARKDOWN_HEADER}\n",
+        first.date,
+        first.machine,
+        first.rtcd_commit,
+        first.rtcd,
+        first.pinning,
+        first.video_sending,
+        stall_line(first),
     ));
     for r in results {
         s.push_str(&r.markdown_row());

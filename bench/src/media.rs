@@ -4,9 +4,12 @@
 //!   talking; DTX in silence, one packet per 400 ms.
 //! - Camera: VP8 simulcast, by default three layers (150/500/1500 kbps) at
 //!   30 fps, deltas varying ±30 %, keyframes (6× a delta) on the first frame
-//!   and when the SFU asks (PLI/FIR), sent as one burst.
+//!   and when the SFU asks (PLI/FIR).
 //! - Screen: VP8, 10 fps, frames of 6–28 KB and a 60 KB "slide change"
-//!   every 3 s (≈1.5 Mbps, bursty: each frame leaves at once).
+//!   every 3 s (≈1.5 Mbps, bursty).
+//!
+//! Video frames then leave through a pacer as a browser's do ([`crate::pacer`]),
+//! unless a run asks for each frame as one burst.
 //!
 //! Everything is deterministic given the participant and track numbers.
 
@@ -92,6 +95,17 @@ impl TrackSpec {
         match self.model {
             TrackModel::Audio(_) => MediaKind::Audio,
             _ => MediaKind::Video,
+        }
+    }
+
+    /// What the track's video targets in all layers, kbps (0 for audio).
+    pub fn video_kbps(&self) -> u64 {
+        match &self.model {
+            TrackModel::Audio(_) => 0,
+            TrackModel::Camera { layers_kbps, .. } => {
+                layers_kbps.iter().map(|k| u64::from(*k)).sum()
+            }
+            TrackModel::Screen { kbps } => u64::from(*kbps),
         }
     }
 

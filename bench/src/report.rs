@@ -124,6 +124,8 @@ pub struct RunResult {
     pub rtcd_workers: usize,
     pub batching: bool,
     pub pinning: String,
+    /// How publishers put video on the wire: paced or as bursts.
+    pub video_sending: String,
     pub calls: usize,
     pub participants: usize,
     pub publishers: usize,
@@ -137,6 +139,9 @@ pub struct RunResult {
     pub baseline_us: Percentiles,
     /// delay − baseline p50.
     pub added_delay_us: Percentiles,
+    /// How late a thread on the SFU's CPU woke from 1 ms naps before the
+    /// run, µs: the machine's own stalls (see [`crate::stalls`]).
+    pub stall_floor_us: Percentiles,
     pub join: JoinFigures,
     pub delivery: Delivery,
     pub generator: GeneratorFigures,
@@ -184,6 +189,7 @@ impl RunResult {
             );
         }
         row(&mut t, "pinning", self.pinning.clone());
+        row(&mut t, "video sending", self.video_sending.clone());
         row(
             &mut t,
             "calls / participants / publishers",
@@ -273,6 +279,17 @@ impl RunResult {
                 a.p50, a.p99, a.p999, self.baseline_us.p50
             ),
         );
+        if self.stall_floor_us.count > 0 {
+            let f = &self.stall_floor_us;
+            row(
+                &mut t,
+                "stall floor (SFU CPU, before run)",
+                format!(
+                    "p99 / p99.9 / max {:.0} / {:.0} / {:.0} µs late from 1 ms naps",
+                    f.p99, f.p999, f.max
+                ),
+            );
+        }
         if self.delay_audio_us.count > 0 && self.delay_video_us.count > 0 {
             row(
                 &mut t,

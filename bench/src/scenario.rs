@@ -100,6 +100,9 @@ pub struct RunOptions {
     pub full_receivers: bool,
     /// Listeners offer what the web client offers (see `--web-listeners`).
     pub web_listeners: bool,
+    /// Publishers send each video frame as one burst instead of pacing it
+    /// (see `--bursts`).
+    pub bursts: bool,
     /// Before a (non-quick) run, wait at most this long for other
     /// processes to leave the CPUs alone.
     pub wait_quiet: Duration,
@@ -154,6 +157,7 @@ fn listener(pid: u32, call: usize) -> Planned {
             data_channel: true,
             light: light(pid),
             answer_only: false,
+            paced: true,
         },
     }
 }
@@ -171,6 +175,7 @@ fn publisher(pid: u32, call: usize, sends: Vec<TrackSpec>) -> Planned {
             data_channel: true,
             light: false,
             answer_only: false,
+            paced: true,
         },
     }
 }
@@ -319,6 +324,7 @@ fn plan(o: &RunOptions) -> Plan {
                         data_channel: false,
                         light: light(id),
                         answer_only: false,
+                        paced: true,
                     },
                 });
             }
@@ -783,6 +789,25 @@ fn snap(sfu: &Sfu, workers: &[WorkerHandle]) -> CpuSnap {
     }
 }
 
+fn video_sending(plan: &Plan, bursts: bool) -> String {
+    let video = plan
+        .initial
+        .iter()
+        .chain(&plan.storm)
+        .any(|p| p.spec.sends.iter().any(|t| t.kind() == MediaKind::Video));
+    match (video, bursts) {
+        (false, _) => "no video".into(),
+        (true, true) => "each frame as one burst".into(),
+        (true, false) => format!(
+            "paced as a browser paces it: 2.5 × the target rate, {} ms steps",
+            crate::pacer::PACING_STEP.as_millis()
+        ),
+    }
+}
+
+/// How long the stall probe watches the SFU's CPU before a run.
+const STALL_PROBE: Duration = Duration::from_secs(5);
+
 /// Runs one scenario end to end and returns its figures.
 pub async fn run(o: &RunOptions) -> anyhow::Result<RunResult> {
     let _ = payload::epoch();
@@ -806,14 +831,30 @@ pub async fn run(o: &RunOptions) -> anyhow::Result<RunResult> {
             p.spec.silent_sends = vec![MediaKind::Audio, MediaKind::Video, MediaKind::Video];
         }
     }
+    if o.bursts {
+        for p in plan.initial.iter_mut().chain(plan.storm.iter_mut()) {
+            p.spec.paced = false;
+        }
+    }
     if !o.quick && !o.wait_quiet.is_zero() {
         wait_for_quiet(o.wait_quiet).await;
     }
     let baseline = loopback_baseline();
+    let stalls = if o.quick {
+        Percentiles::default()
+    } else {
+        let cpus = o.sfu.cpus.clone();
+        tokio::task::spawn_blocking(move || crate::stalls::measure(cpus, STALL_PROBE))
+            .await
+            .unwrap_or_default()
+    };
     let sfu = Sfu::start(&o.sfu).await.context("starting rtcd")?;
     let result = run_with(o, &plan, &sfu, baseline).await;
     sfu.stop().await;
-    result
+    result.map(|mut r| {
+        r.stall_floor_us = stalls;
+        r
+    })
 }
 
 async fn run_with(
@@ -1357,6 +1398,7 @@ async fn measure(
         rtcd_workers: o.sfu.workers,
         batching: o.sfu.batching,
         pinning: o.pinning.clone(),
+        video_sending: video_sending(plan, o.bursts),
         calls: plan.calls,
         participants,
         publishers,
@@ -1367,6 +1409,7 @@ async fn measure(
         delay_video_us: pct(&delay_video),
         baseline_us: baseline,
         added_delay_us: added,
+        stall_floor_us: Percentiles::default(),
         join,
         delivery,
         generator: GeneratorFigures {

@@ -30,6 +30,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::media::{Packet, SendTrack, TrackSpec};
+use crate::pacer::Pacer;
 use crate::payload::{self, KernelTime, SeqTracker, clock, ns_since_epoch};
 
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -56,6 +57,9 @@ pub struct JoinSpec {
     pub light: bool,
     /// Make no offer: the SFU offers first (a Janus subscriber).
     pub answer_only: bool,
+    /// Video leaves through a pacer, as a browser sends it (see [`crate::pacer`]);
+    /// otherwise each frame leaves as one burst.
+    pub paced: bool,
 }
 
 pub enum Cmd {
@@ -361,6 +365,9 @@ struct Client {
     video_in: Vec<(Mid, Instant, Option<Instant>, bool)>,
     ssrc_mid: HashMap<u32, Mid>,
     plis_sent: u32,
+    /// Video waiting for its turn (track index, packet); `None` when the
+    /// participant sends frames as bursts or sends no video.
+    pacer: Option<Pacer<(usize, Packet)>>,
 }
 
 struct Slot {
@@ -641,6 +648,8 @@ impl Worker {
                 .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
             (Some(o), Some(p))
         };
+        let video_kbps: u64 = spec.sends.iter().map(TrackSpec::video_kbps).sum();
+        let pacer = (spec.paced && video_kbps > 0).then(|| Pacer::new(video_kbps));
         let fd = socket.as_fd().as_raw_fd();
         let slot = self.clients.len();
         let max_queue = if spec.sends.is_empty() {
@@ -672,6 +681,7 @@ impl Worker {
                 video_in: Vec::new(),
                 ssrc_mid: HashMap::new(),
                 plis_sent: 0,
+                pacer,
             },
         }));
         self.by_pid.insert(spec.pid, slot);
@@ -740,6 +750,9 @@ impl Worker {
         if c.connected.is_some() {
             for (t, _, _) in &c.sends {
                 at = at.min(t.next_at);
+            }
+            if let Some(ready) = c.pacer.as_ref().and_then(|q| q.ready_at(now)) {
+                at = at.min(ready);
             }
         }
         let at = at.max(now);
@@ -1091,50 +1104,59 @@ impl Client {
         self.ask_for_missing_video(now, ctx);
         let mut pkts = std::mem::take(&mut ctx.scratch);
         for ti in 0..self.sends.len() {
-            let mut rids = [None; 4];
-            let (mid, pt) = {
-                let (track, mid, pt) = &mut self.sends[ti];
-                let (Some(mid), Some(pt)) = (*mid, *pt) else {
-                    continue;
-                };
-                if track.next_at > now {
-                    continue;
-                }
-                track.due(now, self.pid, &mut pkts);
-                for (r, l) in rids.iter_mut().zip(&track.layers) {
-                    *r = l.rid;
-                }
-                (mid, pt)
-            };
-            for mut p in pkts.drain(..) {
-                let sent = clock();
-                p.stamp.sent_ns = ns_since_epoch(sent);
-                payload::write(&mut p.payload, &p.stamp);
-                let ext = ExtensionValues {
-                    audio_level: p.audio_level,
-                    voice_activity: p.audio_level.map(|l| l > -127),
-                    ..Default::default()
-                };
-                let mut api = self.rtc.direct_api();
-                let Some(tx) = api.stream_tx_by_mid(mid, rids[p.layer.min(3)]) else {
-                    continue;
-                };
-                tx.write_rtp(
-                    RtpWrite::new(pt, p.seq.into(), p.ts, sent, p.payload)
-                        .marker(p.marker)
-                        .ext_vals(ext)
-                        .nackable(p.nackable),
-                );
-                self.drain(sent, ctx);
-                // str0m 0.25 releases a written packet only on a timeout
-                // (its send queue timestamps packets in handle_timeout);
-                // give it one now so the packet leaves with its stamp fresh.
-                if self.rtc_deadline <= sent && self.rtc.handle_input(Input::Timeout(sent)).is_ok()
-                {
-                    self.drain(sent, ctx);
+            let (track, mid, pt) = &mut self.sends[ti];
+            if track.next_at > now || mid.is_none() || pt.is_none() {
+                continue;
+            }
+            track.due(now, self.pid, &mut pkts);
+            let video = track.spec.kind() == MediaKind::Video;
+            for p in pkts.drain(..) {
+                match &mut self.pacer {
+                    Some(pacer) if video => {
+                        let bytes = p.payload.len();
+                        pacer.push((ti, p), bytes);
+                    }
+                    _ => self.send(ti, p, ctx),
                 }
             }
         }
         ctx.scratch = pkts;
+        while let Some((ti, p)) = self.pacer.as_mut().and_then(|q| q.pop_due(now)) {
+            self.send(ti, p, ctx);
+        }
+    }
+
+    /// Stamps `p` with the time it leaves and writes it on track `ti`.
+    fn send(&mut self, ti: usize, mut p: Packet, ctx: &mut Ctx) {
+        let (track, Some(mid), Some(pt)) = &self.sends[ti] else {
+            return;
+        };
+        let (mid, pt) = (*mid, *pt);
+        let rid = track.layers.get(p.layer).and_then(|l| l.rid);
+        let sent = clock();
+        p.stamp.sent_ns = ns_since_epoch(sent);
+        payload::write(&mut p.payload, &p.stamp);
+        let ext = ExtensionValues {
+            audio_level: p.audio_level,
+            voice_activity: p.audio_level.map(|l| l > -127),
+            ..Default::default()
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, rid) else {
+            return;
+        };
+        tx.write_rtp(
+            RtpWrite::new(pt, p.seq.into(), p.ts, sent, p.payload)
+                .marker(p.marker)
+                .ext_vals(ext)
+                .nackable(p.nackable),
+        );
+        self.drain(sent, ctx);
+        // str0m 0.25 releases a written packet only on a timeout
+        // (its send queue timestamps packets in handle_timeout);
+        // give it one now so the packet leaves with its stamp fresh.
+        if self.rtc_deadline <= sent && self.rtc.handle_input(Input::Timeout(sent)).is_ok() {
+            self.drain(sent, ctx);
+        }
     }
 }

@@ -67,6 +67,7 @@ fn check_scenario(
             command: "quick test".into(),
             full_receivers: false,
             web_listeners,
+            bursts: false,
             wait_quiet: Duration::ZERO,
         };
         let r = match runtime.block_on(run(&o)) {
