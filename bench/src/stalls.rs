@@ -50,8 +50,9 @@ mod tests {
     #[test]
     fn a_probe_counts_every_nap_and_sees_no_negative_lateness() {
         let p = measure(None, Duration::from_millis(200));
-        // A 1 ms nap and its timer slack: 100–200 naps in 200 ms.
-        assert!((100..=200).contains(&p.count), "{} naps", p.count);
+        // At most 200 naps of 1 ms fit in 200 ms; a machine busy enough
+        // to make the average nap 10 ms still gets 20.
+        assert!((20..=200).contains(&p.count), "{} naps", p.count);
         assert!(p.p50 >= 1.0 && p.p50 <= p.p99 && p.p99 <= p.max);
     }
 }
