@@ -98,17 +98,6 @@ impl TrackSpec {
         }
     }
 
-    /// What the track's video targets in all layers, kbps (0 for audio).
-    pub fn video_kbps(&self) -> u64 {
-        match &self.model {
-            TrackModel::Audio(_) => 0,
-            TrackModel::Camera { layers_kbps, .. } => {
-                layers_kbps.iter().map(|k| u64::from(*k)).sum()
-            }
-            TrackModel::Screen { kbps } => u64::from(*kbps),
-        }
-    }
-
     /// The rids this track sends, lowest first (none without simulcast).
     pub fn rids(&self) -> Vec<&'static str> {
         match &self.model {

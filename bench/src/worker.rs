@@ -648,7 +648,12 @@ impl Worker {
                 .ok_or_else(|| anyhow::anyhow!("nothing to offer"))?;
             (Some(o), Some(p))
         };
-        let video_kbps: u64 = spec.sends.iter().map(TrackSpec::video_kbps).sum();
+        let video_kbps: u64 = sends
+            .iter()
+            .filter(|(t, _, _)| t.spec.kind() == MediaKind::Video)
+            .flat_map(|(t, _, _)| &t.layers)
+            .map(|l| u64::from(l.kbps))
+            .sum();
         let pacer = (spec.paced && video_kbps > 0).then(|| Pacer::new(video_kbps));
         let fd = socket.as_fd().as_raw_fd();
         let slot = self.clients.len();
