@@ -194,25 +194,28 @@ impl SendTrack {
                 last_key: None,
             })
             .collect();
-        // Spread participants' frame ticks so they do not all fire together.
-        let phase = Duration::from_micros(rng.range(0, 19_999) as u64);
+        // Publishers' capture clocks are independent. Participants who join
+        // together would otherwise send their frames, and their slide
+        // changes, in lockstep: a periodic burst no real call makes.
+        let interval = frame_interval(&spec.model);
+        let phase = Duration::from_nanos(rng.range(0, interval.as_nanos() as usize - 1) as u64);
+        let tick = match spec.model {
+            TrackModel::Screen { .. } => rng.range(1, SLIDE_EVERY_FRAMES as usize - 1) as u64,
+            _ => 0,
+        };
         SendTrack {
             spec,
             index,
             layers,
             next_at: now + phase,
             started: now,
-            tick: 0,
+            tick,
             rng,
         }
     }
 
     fn interval(&self) -> Duration {
-        match &self.spec.model {
-            TrackModel::Audio(_) => AUDIO_FRAME,
-            TrackModel::Camera { fps, .. } => Duration::from_secs(1) / (*fps).max(1),
-            TrackModel::Screen { .. } => Duration::from_secs(1) / SCREEN_FPS,
-        }
+        frame_interval(&self.spec.model)
     }
 
     /// A keyframe was asked for on `layer` (or every layer).
@@ -324,6 +327,14 @@ impl SendTrack {
             self.rng.range(6_000, 28_000) * scale / 1500
         };
         vp8_frame(l, 0, size, keyframe, sender, self.index, out);
+    }
+}
+
+fn frame_interval(model: &TrackModel) -> Duration {
+    match model {
+        TrackModel::Audio(_) => AUDIO_FRAME,
+        TrackModel::Camera { fps, .. } => Duration::from_secs(1) / (*fps).max(1),
+        TrackModel::Screen { .. } => Duration::from_secs(1) / SCREEN_FPS,
     }
 }
 
@@ -454,6 +465,46 @@ mod tests {
             "first frame is a keyframe"
         );
         assert!(pkts.iter().all(|p| p.payload.len() <= VIDEO_MTU_PAYLOAD));
+    }
+
+    /// When each sender's first frame and first slide change after its
+    /// opening keyframe go out, for senders all starting at `t0`.
+    fn first_frame_and_slide(sender: u32) -> (Duration, Duration) {
+        let t0 = Instant::now();
+        let mut t = SendTrack::new(TrackSpec::screen(), 0, sender, t0);
+        let (mut first, mut now, mut out) = (None, t0, Vec::new());
+        loop {
+            // A 1 ms step emits one whole frame at most.
+            out.clear();
+            t.due(now, sender, &mut out);
+            let bytes: usize = out.iter().map(|p| p.payload.len()).sum();
+            if bytes > 0 {
+                match first {
+                    // The opening keyframe is as big as a slide.
+                    None => first = Some(now - t0),
+                    Some(f) if bytes >= SLIDE_BYTES - VIDEO_MTU_PAYLOAD => return (f, now - t0),
+                    Some(_) => {}
+                }
+            }
+            now += Duration::from_millis(1);
+        }
+    }
+
+    #[test]
+    fn publishers_who_start_together_do_not_send_in_lockstep() {
+        let (frames, slides): (Vec<_>, Vec<_>) = (1..=40).map(first_frame_and_slide).unzip();
+        let spread = |v: &[Duration]| *v.iter().max().unwrap() - *v.iter().min().unwrap();
+        // Over the 100 ms frame interval and the 3 s slide period, not
+        // within the first fifth of either.
+        assert!(spread(&frames) >= Duration::from_millis(80), "{frames:?}");
+        assert!(
+            spread(&slides) >= Duration::from_millis(2_400),
+            "{slides:?}"
+        );
+        assert!(
+            slides.iter().all(|s| *s <= Duration::from_secs(3)),
+            "{slides:?}"
+        );
     }
 
     #[test]
