@@ -267,6 +267,11 @@ pub fn render(node: &Node) -> String {
         "From a video packet's arrival to its write to the last subscriber.",
         &total.video_fanout,
     ));
+    families.push(histogram(
+        "session_connect_seconds",
+        "From a session's offer to its first ICE and DTLS connection.",
+        &total.session_connect,
+    ));
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&families, &mut out)

@@ -126,6 +126,13 @@ async fn call_delivers_every_packet_intact(workers: usize) {
         m.get("rtcd_video_fanout_seconds_count"),
         "every fan-out fell in a bucket"
     );
+    // Each session's first connection was timed, once.
+    for key in [
+        "rtcd_session_connect_seconds_count",
+        r#"rtcd_session_connect_seconds_bucket{le="+Inf"}"#,
+    ] {
+        assert_eq!(m.get(key), Some(&(n + 1.0)), "{key}");
+    }
     assert_eq!(m.get("rtcd_sessions"), Some(&(n + 1.0)));
     assert_eq!(m.get("rtcd_calls"), Some(&1.0));
 

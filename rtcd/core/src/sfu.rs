@@ -1057,12 +1057,17 @@ impl Sfu {
             return;
         }
         s.connectivity = to;
+        let first_connect = (was == Connectivity::Connecting && to == Connectivity::Connected)
+            .then(|| now.saturating_duration_since(s.created));
         let state = match to {
             Connectivity::Connected => SessionState::Connected,
             Connectivity::Disconnected(_) => SessionState::Disconnected,
             Connectivity::Connecting => SessionState::Connecting,
         };
         let session_id = s.id.clone();
+        if let Some(took) = first_connect {
+            self.stats.session_connect.observe(took.as_secs_f64());
+        }
         self.emit(FromRtcd::SessionState { session_id, state });
         if to == Connectivity::Connected {
             // A new (or returning) subscriber needs a keyframe of everything.

@@ -118,6 +118,10 @@ pub const FANOUT_SECONDS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
 ];
 
+pub const CONNECT_SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Everything one core counts. Monotonic counters only grow; gauges are
 /// current values.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +149,9 @@ pub struct CoreStats {
     /// From a video packet's arrival to its last subscriber's write: what
     /// the backlog and the fan-out's length add to video.
     pub video_fanout: Histogram,
+    /// From a session's creation (rtcd answered its offer) to its first
+    /// ICE and DTLS connection: rtcd's share of the time a join takes.
+    pub session_connect: Histogram,
     /// Gauges.
     pub sessions: u64,
     pub calls: u64,
@@ -171,6 +178,7 @@ impl Default for CoreStats {
             loss: Histogram::new(LOSS_RATIO),
             jitter: Histogram::new(JITTER_SECONDS),
             video_fanout: Histogram::new(FANOUT_SECONDS),
+            session_connect: Histogram::new(CONNECT_SECONDS),
             sessions: 0,
             calls: 0,
         }
@@ -211,6 +219,7 @@ impl CoreStats {
         self.loss.merge(&o.loss);
         self.jitter.merge(&o.jitter);
         self.video_fanout.merge(&o.video_fanout);
+        self.session_connect.merge(&o.session_connect);
         self.sessions += o.sessions;
         self.calls += o.calls;
     }

@@ -496,8 +496,34 @@ fn rtcd_initiated_ice_restart_keeps_the_call() {
 }
 
 #[test]
+fn a_session_s_first_connection_is_timed_from_its_offer() {
+    let mut net = Net::new();
+    net.join(
+        "alice",
+        Permissions::PARTICIPANT,
+        &[(MediaKind::Audio, None, None)],
+    );
+    net.join("bob", Permissions::RECEIVE_ONLY, &[]);
+    // Bob's network drops what he sends for his first 300 ms.
+    net.uplink_held = Some(1);
+    net.advance(Duration::from_millis(300));
+    net.drop_held();
+    net.connect();
+    let h = &net.sfu.stats().session_connect;
+    assert_eq!(h.count, 2, "one observation per session");
+    let upto = |bound: f64| {
+        let i = h.bounds.iter().position(|b| *b == bound).unwrap();
+        h.counts[..=i].iter().sum::<u64>()
+    };
+    assert_eq!(upto(0.25), 1, "alice, within 250 ms: {h:?}");
+    assert_eq!(upto(1.0), 2, "bob, between 300 ms and 1 s: {h:?}");
+    assert!(h.sum >= 0.3, "{h:?}");
+}
+
+#[test]
 fn a_session_that_loses_connectivity_briefly_recovers() {
     let mut net = call_with_two_listeners();
+    let joins = net.sfu.stats().session_connect.count;
     net.clients[1].offline = true;
     // Long enough for ICE to notice (~15 s for an ICE-lite agent), shorter
     // than that plus the disconnect timeout.
@@ -521,6 +547,11 @@ fn a_session_that_loses_connectivity_briefly_recovers() {
         })
         .collect();
     assert_eq!(states.last(), Some(&SessionState::Connected), "{states:?}");
+    assert_eq!(
+        net.sfu.stats().session_connect.count,
+        joins,
+        "a reconnection is not timed as a join"
+    );
     // Still there well past the disconnect timeout, and receiving.
     net.advance(Duration::from_secs(20));
     assert!(net.sfu.has_session(&SessionId::new("bob").unwrap()));
