@@ -84,6 +84,11 @@ pub struct JoinFigures {
     pub connect_ms: Percentiles,
     /// Join request → first media packet received.
     pub first_media_ms: Percentiles,
+    /// Where a join's time goes: request → the SFU's answer (signaling),
+    /// answer → connected (ICE and DTLS), connected → first media.
+    pub answer_ms: Percentiles,
+    pub answer_to_connected_ms: Percentiles,
+    pub connected_to_media_ms: Percentiles,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -319,6 +324,21 @@ impl RunResult {
                 j.first_media_ms.p50, j.first_media_ms.p99
             ),
         );
+        if j.answer_ms.count > 0 {
+            row(
+                &mut t,
+                "  answer; +connect; +media p50/p99",
+                format!(
+                    "{:.1}/{:.1}, +{:.1}/{:.1}, +{:.1}/{:.1} ms",
+                    j.answer_ms.p50,
+                    j.answer_ms.p99,
+                    j.answer_to_connected_ms.p50,
+                    j.answer_to_connected_ms.p99,
+                    j.connected_to_media_ms.p50,
+                    j.connected_to_media_ms.p99
+                ),
+            );
+        }
         if s.memory_per_participant_kib > 0.0 {
             row(
                 &mut t,

@@ -354,6 +354,8 @@ struct Entry {
     worker: usize,
     session: Option<String>,
     requested: Option<Instant>,
+    /// When the SFU's answer to the join's offer came back.
+    answered: Option<Instant>,
     connected: Option<Instant>,
     first_media: Option<Instant>,
     failed: Option<String>,
@@ -421,9 +423,20 @@ fn pid_of(ctx: &Ctx, session: &SessionId) -> Option<(u32, usize)> {
     Some((pid, book.entries.get(&pid)?.worker))
 }
 
+/// The first answer a join gets is the end of its signaling round trip.
+fn note_answered(ctx: &Ctx, session: &str) {
+    let mut book = ctx.book.lock().expect("book lock");
+    if let Some(pid) = book.by_session.get(session).copied()
+        && let Some(e) = book.entries.get_mut(&pid)
+    {
+        e.answered.get_or_insert_with(clock);
+    }
+}
+
 fn on_rtcd(ctx: &Ctx, m: FromRtcd) {
     match m {
         FromRtcd::Answer { session_id, answer } => {
+            note_answered(ctx, session_id.as_str());
             if let Some((pid, w)) = pid_of(ctx, &session_id) {
                 ctx.workers[w].send(Cmd::Answer {
                     pid,
@@ -526,6 +539,7 @@ fn on_note(ctx: &Ctx, n: Note) {
                                 b.by_session.insert(session.clone(), pid);
                                 if let Some(e) = b.entries.get_mut(&pid) {
                                     e.session = Some(session);
+                                    e.answered.get_or_insert_with(clock);
                                 }
                                 drop(b);
                                 workers[worker].send(Cmd::Answer { pid, sdp: r.text() });
@@ -590,6 +604,7 @@ fn start_join(ctx: &Arc<Ctx>, p: &Planned, storm: bool) {
                 worker,
                 session,
                 requested: Some(clock()),
+                answered: None,
                 connected: None,
                 first_media: None,
                 failed: None,
@@ -1149,6 +1164,11 @@ async fn measure(
         .collect();
     let mut connect_ms = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
     let mut media_ms = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    // The same joins' time split where it goes: the SFU's answer, then ICE
+    // and DTLS, then the first packet.
+    let phase = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let (mut answer_ms, mut connect_after_ms, mut media_after_ms) = (phase(), phase(), phase());
+    let micros = |from: Instant, to: Instant| to.duration_since(from).as_micros().max(1) as u64;
     let storm_run = !plan.storm.is_empty();
     let mut join = JoinFigures::default();
     let all_planned: Vec<&Planned> = plan.initial.iter().chain(plan.storm.iter()).collect();
@@ -1173,6 +1193,15 @@ async fn measure(
         if let (Some(req), Some(m)) = (e.requested, e.first_media) {
             let _ = media_ms.record(m.duration_since(req).as_micros().max(1) as u64);
         }
+        if let (Some(req), Some(a)) = (e.requested, e.answered) {
+            let _ = answer_ms.record(micros(req, a));
+            if let Some(c) = e.connected {
+                let _ = connect_after_ms.record(micros(a, c));
+                if let Some(m) = e.first_media {
+                    let _ = media_after_ms.record(micros(c, m));
+                }
+            }
+        }
     }
     let stuck: Vec<String> = book
         .iter()
@@ -1196,6 +1225,9 @@ async fn measure(
     }
     join.connect_ms = Percentiles::from_ns(&connect_ms, 1e3);
     join.first_media_ms = Percentiles::from_ns(&media_ms, 1e3);
+    join.answer_ms = Percentiles::from_ns(&answer_ms, 1e3);
+    join.answer_to_connected_ms = Percentiles::from_ns(&connect_after_ms, 1e3);
+    join.connected_to_media_ms = Percentiles::from_ns(&media_after_ms, 1e3);
 
     let mut delivery = Delivery::default();
     for r in all_planned.iter() {

@@ -98,6 +98,20 @@ fn check_scenario(
                 r.join.first_media_ms.count, r.join.expect_media
             ),
         );
+        // Every connected join's time is split into its phases.
+        check(
+            r.sfu_name == "janus"
+                || (r.join.answer_ms.count as usize == r.join.attempted
+                    && r.join.answer_to_connected_ms.count as usize == r.join.connected
+                    && r.join.connected_to_media_ms.count == r.join.first_media_ms.count),
+            format!(
+                "join phases counted: answer {}, connected {}, media {} of {} joins",
+                r.join.answer_ms.count,
+                r.join.answer_to_connected_ms.count,
+                r.join.connected_to_media_ms.count,
+                r.join.attempted
+            ),
+        );
         check(
             r.delivery.receivers > 0 && r.delivery.missing_streams == 0,
             format!(
