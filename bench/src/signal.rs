@@ -34,7 +34,9 @@ pub async fn connect_control(
     let mut req = format!("ws://{api}/api/v1/control").into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {key}").parse()?);
-    let (ws, _) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(req))
+    // As control does: no Nagle delay on small signaling messages.
+    let connect = tokio_tungstenite::connect_async_with_config(req, None, true);
+    let (ws, _) = tokio::time::timeout(TIMEOUT, connect)
         .await
         .context("control API: connect timed out")?
         .context("control API: connect")?;

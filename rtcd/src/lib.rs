@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use rtcd_core::{CoreConfig, NatMapping, Sfu};
 use rtcd_udp::{MediaSocket, UdpConfig};
 
@@ -155,6 +156,12 @@ impl Rtcd {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
+            // Signaling is small messages, often several in a row (an
+            // answer, then an offer): with Nagle's algorithm a message
+            // waits for the peer's delayed ACK, ~40 ms on Linux.
+            let api = api.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(api, app).with_graceful_shutdown(shutdown).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
