@@ -44,6 +44,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
+
 pub use config::Config;
 pub use error::AppError;
 
@@ -217,6 +219,11 @@ pub async fn run(
     let app = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let st = state.clone();
+    // Signaling to browsers is small messages in a row (an answer, then an
+    // offer): without TCP_NODELAY the second waits for a delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         st.start_drain();
