@@ -423,21 +423,20 @@ fn pid_of(ctx: &Ctx, session: &SessionId) -> Option<(u32, usize)> {
     Some((pid, book.entries.get(&pid)?.worker))
 }
 
-/// The first answer a join gets is the end of its signaling round trip.
-fn note_answered(ctx: &Ctx, session: &str) {
-    let mut book = ctx.book.lock().expect("book lock");
-    if let Some(pid) = book.by_session.get(session).copied()
-        && let Some(e) = book.entries.get_mut(&pid)
-    {
-        e.answered.get_or_insert_with(clock);
-    }
-}
-
 fn on_rtcd(ctx: &Ctx, m: FromRtcd) {
     match m {
         FromRtcd::Answer { session_id, answer } => {
-            note_answered(ctx, session_id.as_str());
-            if let Some((pid, w)) = pid_of(ctx, &session_id) {
+            // The first answer a join gets ends its signaling round trip.
+            let target = {
+                let mut book = ctx.book.lock().expect("book lock");
+                let pid = book.by_session.get(session_id.as_str()).copied();
+                pid.and_then(|pid| {
+                    let e = book.entries.get_mut(&pid)?;
+                    e.answered.get_or_insert_with(clock);
+                    Some((pid, e.worker))
+                })
+            };
+            if let Some((pid, w)) = target {
                 ctx.workers[w].send(Cmd::Answer {
                     pid,
                     sdp: answer.sdp,
@@ -1162,12 +1161,12 @@ async fn measure(
         .flat_map(|r| r.clients.iter())
         .map(|c| (c.pid, c))
         .collect();
-    let mut connect_ms = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
-    let mut media_ms = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
-    // The same joins' time split where it goes: the SFU's answer, then ICE
-    // and DTLS, then the first packet.
-    let phase = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
-    let (mut answer_ms, mut connect_after_ms, mut media_after_ms) = (phase(), phase(), phase());
+    // Join times in µs, whole and split where they go: the SFU's answer,
+    // then ICE and DTLS, then the first packet.
+    let join_histogram = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let (mut connect_ms, mut media_ms) = (join_histogram(), join_histogram());
+    let (mut answer_ms, mut connect_after_ms, mut media_after_ms) =
+        (join_histogram(), join_histogram(), join_histogram());
     let micros = |from: Instant, to: Instant| to.duration_since(from).as_micros().max(1) as u64;
     let storm_run = !plan.storm.is_empty();
     let mut join = JoinFigures::default();
@@ -1183,7 +1182,7 @@ async fn measure(
             .or_else(|| clients.get(pid).and_then(|c| c.failed.clone()));
         if let (Some(req), Some(c)) = (e.requested, e.connected) {
             join.connected += 1;
-            let _ = connect_ms.record(c.duration_since(req).as_micros().max(1) as u64);
+            let _ = connect_ms.record(micros(req, c));
         } else if failed.is_some() {
             join.failed += 1;
         }
@@ -1191,7 +1190,7 @@ async fn measure(
             join.expect_media += 1;
         }
         if let (Some(req), Some(m)) = (e.requested, e.first_media) {
-            let _ = media_ms.record(m.duration_since(req).as_micros().max(1) as u64);
+            let _ = media_ms.record(micros(req, m));
         }
         if let (Some(req), Some(a)) = (e.requested, e.answered) {
             let _ = answer_ms.record(micros(req, a));
