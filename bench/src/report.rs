@@ -55,6 +55,8 @@ pub struct SfuFigures {
     pub dropped: Vec<(String, f64)>,
     pub udp_recv_syscalls: f64,
     pub udp_send_syscalls: f64,
+    /// rtcd's passes over a session to release what was written to it.
+    pub release_passes: f64,
     /// Packets sent inside the window that the receivers got: counted the
     /// same way whatever the SFU (Janus has no forwarded-packet counter).
     pub delivered_packets: f64,
@@ -240,10 +242,11 @@ impl RunResult {
                 &mut t,
                 "SFU CPU-s per million forwarded",
                 format!(
-                    "{:.2} (workers {:.2}) → {} pps per core",
+                    "{:.2} (workers {:.2}) → {} pps per core; {:.1} forwarded per release pass",
                     s.cpu_s_per_million_forwarded,
                     s.worker_cpu_s_per_million_forwarded,
-                    fmt_num(s.pps_per_core)
+                    fmt_num(s.pps_per_core),
+                    s.forwarded_packets / s.release_passes.max(1.0)
                 ),
             );
         }

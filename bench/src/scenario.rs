@@ -1110,6 +1110,7 @@ async fn measure(
             - m0.sum_where("rtcd_worker_syscalls", "direction=\"recv\""),
         udp_send_syscalls: m1.sum_where("rtcd_worker_syscalls", "direction=\"send\"")
             - m0.sum_where("rtcd_worker_syscalls", "direction=\"send\""),
+        release_passes: m1.sum("rtcd_release_passes_total") - m0.sum("rtcd_release_passes_total"),
         ..Default::default()
     };
 

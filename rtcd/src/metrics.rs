@@ -138,6 +138,14 @@ pub fn render(node: &Node) -> String {
     )
     .with_label_values(&[] as &[&str])
     .inc_by(total.resend_window_changes);
+    counter(
+        &r,
+        "release_passes_total",
+        "Sessions given the time to send what was written to them; forwarded packets per pass is what batching saves.",
+        &[],
+    )
+    .with_label_values(&[] as &[&str])
+    .inc_by(total.release_passes);
     let kf = counter(
         &r,
         "keyframe_requests_total",

@@ -878,6 +878,7 @@ impl Sfu {
                     continue;
                 };
                 s.touched = false;
+                self.stats.release_passes += 1;
                 if s.rtc.handle_input(Input::Timeout(now)).is_err() {
                     self.close_session(now, *key, CloseReason::Failed);
                     continue;

@@ -140,6 +140,10 @@ pub struct CoreStats {
     pub resend_window_changes: u64,
     pub keyframe_requests_forwarded: u64,
     pub keyframe_requests_suppressed: u64,
+    /// Sessions given the time to release what was written to them: str0m
+    /// sends a written packet only after such a pass, which costs per
+    /// session, so forwarded packets per pass is what batching saves.
+    pub release_passes: u64,
     pub sessions_created: u64,
     pub sessions_closed: u64,
     pub session_failures: u64,
@@ -171,6 +175,7 @@ impl Default for CoreStats {
             resend_window_changes: 0,
             keyframe_requests_forwarded: 0,
             keyframe_requests_suppressed: 0,
+            release_passes: 0,
             sessions_created: 0,
             sessions_closed: 0,
             session_failures: 0,
@@ -212,6 +217,7 @@ impl CoreStats {
         self.resend_window_changes += o.resend_window_changes;
         self.keyframe_requests_forwarded += o.keyframe_requests_forwarded;
         self.keyframe_requests_suppressed += o.keyframe_requests_suppressed;
+        self.release_passes += o.release_passes;
         self.sessions_created += o.sessions_created;
         self.sessions_closed += o.sessions_closed;
         self.session_failures += o.session_failures;
