@@ -10,6 +10,7 @@
 //! is left.
 
 pub mod addrs;
+mod audio_release;
 pub mod auth;
 pub mod clock;
 pub mod config;

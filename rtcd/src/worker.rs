@@ -24,6 +24,7 @@ use signaling::rtcd::{CloseReason, FromRtcd, ToRtcd};
 use signaling::{CallId, SessionId};
 use tokio::sync::oneshot;
 
+use crate::audio_release::AudioRelease;
 use crate::clock;
 use crate::tcp::TcpRegistry;
 
@@ -121,6 +122,7 @@ pub struct Worker {
     sfu: Sfu,
     /// Subscriber writes per slice of a video fan-out (`rtc.fanout_slice`).
     fanout_slice: usize,
+    audio_release: AudioRelease,
     socket: MediaSocket,
     poll: Poll,
     rx: Receiver<WorkerMsg>,
@@ -164,6 +166,7 @@ pub fn prepare(
             index,
             sfu,
             fanout_slice: fanout_slice.max(1),
+            audio_release: AudioRelease::new(clock::now()),
             socket,
             poll,
             rx,
@@ -202,6 +205,9 @@ impl Worker {
         let mut backlog = false;
         loop {
             let now = clock::now();
+            if !backlog && self.sfu.video_backlog() == 0 {
+                self.audio_release.caught_up(now);
+            }
             let sleep = self
                 .sfu
                 .poll_timeout()
@@ -353,7 +359,8 @@ impl Worker {
     /// Fans out the video the core holds, a slice of subscriber writes at
     /// a time. Between slices it reads the socket again: audio that came
     /// in meanwhile is forwarded at once (the core does that) and released
-    /// and sent here, before the rest of the video. Video written so far is
+    /// and sent here, before the rest of the video, unless the worker is
+    /// saturated and the audio can wait (`audio_release`). Video written so far is
     /// released with it, or after the last slice; a flush per slice would
     /// cost every subscriber a str0m timeout pass per packet.
     fn fan_out_video(&mut self, bufs: &mut RecvBuffers, queue: &mut SendQueue) {
@@ -371,8 +378,12 @@ impl Worker {
                 break;
             }
             if !self.behind() && self.receive_batch(bufs) > 0 {
-                if self.sfu.audio_unflushed() {
-                    self.sfu.flush(clock::now());
+                let now = clock::now();
+                if self
+                    .audio_release
+                    .due(now, self.sfu.audio_unflushed_since())
+                {
+                    self.sfu.flush(now);
                 }
                 self.flush_outputs(queue);
                 let _ = self.socket.flush(queue);

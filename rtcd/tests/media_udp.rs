@@ -126,6 +126,14 @@ async fn call_delivers_every_packet_intact(workers: usize) {
         m.get("rtcd_video_fanout_seconds_count"),
         "every fan-out fell in a bucket"
     );
+    // A session is given a release pass only after something was written
+    // to it, and every subscriber had one.
+    let passes = m.get("rtcd_release_passes_total").copied().unwrap_or(0.0);
+    let forwarded = sum_of(&m, "rtcd_forwarded_packets_total");
+    assert!(
+        passes >= n && passes <= forwarded,
+        "{passes} release passes for {forwarded} forwarded packets to {n} subscribers"
+    );
     // Each session's first connection was timed, once.
     for key in [
         "rtcd_session_connect_seconds_count",

@@ -17,7 +17,7 @@
 //!     sfu.flush(now);                          // after the datagrams read this turn
 //!     while sfu.forward_backlog(now, slice) {  // video, a slice at a time
 //!         // send what came out; read the socket again and feed it
-//!         if sfu.audio_unflushed() { sfu.flush(now) } // audio before the rest
+//!         if sfu.audio_unflushed_since().is_some() { sfu.flush(now) } // audio first
 //!     }
 //!     sfu.flush(now);                          // the video written
 //!     sfu.handle_timeout(now);                 // when poll_timeout() is due

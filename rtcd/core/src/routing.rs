@@ -158,7 +158,7 @@ impl Sfu {
     /// Sends an audio packet to all its subscribers at once.
     fn forward(&mut self, now: Instant, f: Forward) {
         self.forwarded_since_flush += 1;
-        self.audio_since_flush = true;
+        self.audio_unflushed_since.get_or_insert(now);
         // Reuse one buffer for the subscriber list: no allocation per packet.
         let mut subscribers = std::mem::take(&mut self.fanout_scratch);
         let Some(source) = self.begin_fanout(&f, &mut subscribers) else {

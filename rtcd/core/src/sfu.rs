@@ -179,8 +179,8 @@ pub struct Sfu {
     pub(crate) forwarded_since_flush: usize,
     /// Video waiting for [`Sfu::forward_backlog`].
     pub(crate) backlog: Backlog,
-    /// Audio was forwarded since the last `flush`.
-    pub(crate) audio_since_flush: bool,
+    /// When audio was first forwarded since the last `flush`.
+    pub(crate) audio_unflushed_since: Option<Instant>,
 }
 
 /// Most packets forwarded between two flushes, however many datagrams the
@@ -210,7 +210,7 @@ impl Sfu {
             touched: Vec::new(),
             forwarded_since_flush: 0,
             backlog: Backlog::default(),
-            audio_since_flush: false,
+            audio_unflushed_since: None,
         }
     }
 
@@ -239,11 +239,12 @@ impl Sfu {
         self.backlog.oldest()
     }
 
-    /// Audio was written to subscribers since the last [`Sfu::flush`]: a
-    /// driver between two video slices flushes now rather than after the
-    /// video.
-    pub fn audio_unflushed(&self) -> bool {
-        self.audio_since_flush
+    /// When the first audio written to subscribers since the last
+    /// [`Sfu::flush`] was handled: a driver between two video slices
+    /// flushes now rather than after the video, unless it cannot afford
+    /// the flush and the audio can wait.
+    pub fn audio_unflushed_since(&self) -> Option<Instant> {
+        self.audio_unflushed_since
     }
 
     pub fn stats(&self) -> &CoreStats {
@@ -892,7 +893,7 @@ impl Sfu {
                 self.touched.clear();
             }
         }
-        self.audio_since_flush = false;
+        self.audio_unflushed_since = None;
     }
 
     /// Wakes the sessions whose deadline has passed.

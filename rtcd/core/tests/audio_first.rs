@@ -81,12 +81,19 @@ fn audio_arriving_during_a_video_fan_out_reaches_everyone_before_it_ends() {
     }
     net.slice(SLICE);
     let video_early = count_with(&net, MediaKind::Video, &vp8(false, 0xAA, 1));
+    assert_eq!(net.sfu.audio_unflushed_since(), None, "only video written");
     // Then the audio packet arrives, and what it wrote is released.
     for i in video_sent..audio_sent {
         net.feed_one_held(i);
     }
     net.drop_held();
+    assert_eq!(
+        net.sfu.audio_unflushed_since(),
+        Some(net.now),
+        "the driver learns how long the written audio has waited"
+    );
     net.release();
+    assert_eq!(net.sfu.audio_unflushed_since(), None);
     assert_eq!(
         count_with(&net, MediaKind::Audio, &opus(1)),
         LISTENERS,
