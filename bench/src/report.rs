@@ -242,11 +242,19 @@ impl RunResult {
                 &mut t,
                 "SFU CPU-s per million forwarded",
                 format!(
-                    "{:.2} (workers {:.2}) → {} pps per core; {:.1} forwarded per release pass",
+                    "{:.2} (workers {:.2}) → {} pps per core{}",
                     s.cpu_s_per_million_forwarded,
                     s.worker_cpu_s_per_million_forwarded,
                     fmt_num(s.pps_per_core),
-                    s.forwarded_packets / s.release_passes.max(1.0)
+                    // An rtcd older than the counter reports no passes.
+                    if s.release_passes > 0.0 {
+                        format!(
+                            "; {:.1} forwarded per release pass",
+                            s.forwarded_packets / s.release_passes
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         }
