@@ -16,6 +16,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     c
 }
 
+/// A counter without labels, set to `value`.
+fn unlabelled(r: &Registry, name: &str, help: &str, value: u64) {
+    counter(r, name, help, &[])
+        .with_label_values(&[] as &[&str])
+        .inc_by(value);
+}
+
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
     r.register(Box::new(g.clone())).expect("unique metric");
@@ -105,12 +112,13 @@ pub fn render(node: &Node) -> String {
         fwdb.with_label_values(&[c.as_str()])
             .inc_by(total.forwarded_bytes[i]);
     }
-    counter(&r, "packets_out_total", "Datagrams sent.", &[])
-        .with_label_values(&[] as &[&str])
-        .inc_by(total.packets_out);
-    counter(&r, "bytes_out_total", "Bytes sent.", &[])
-        .with_label_values(&[] as &[&str])
-        .inc_by(total.bytes_out);
+    unlabelled(
+        &r,
+        "packets_out_total",
+        "Datagrams sent.",
+        total.packets_out,
+    );
+    unlabelled(&r, "bytes_out_total", "Bytes sent.", total.bytes_out);
     let dropped = counter(
         &r,
         "dropped_total",
@@ -122,30 +130,24 @@ pub fn render(node: &Node) -> String {
             .with_label_values(&[reason.as_str()])
             .inc_by(total.dropped(reason));
     }
-    counter(
+    unlabelled(
         &r,
         "nacks_received_total",
         "NACKs received from subscribers.",
-        &[],
-    )
-    .with_label_values(&[] as &[&str])
-    .inc_by(total.nacks_received);
-    counter(
+        total.nacks_received,
+    );
+    unlabelled(
         &r,
         "resend_window_changes_total",
         "Subscriber video streams whose resend window changed to follow their round trip.",
-        &[],
-    )
-    .with_label_values(&[] as &[&str])
-    .inc_by(total.resend_window_changes);
-    counter(
+        total.resend_window_changes,
+    );
+    unlabelled(
         &r,
         "release_passes_total",
         "Sessions given the time to send what was written to them; forwarded packets per pass is what batching saves.",
-        &[],
-    )
-    .with_label_values(&[] as &[&str])
-    .inc_by(total.release_passes);
+        total.release_passes,
+    );
     let kf = counter(
         &r,
         "keyframe_requests_total",
@@ -187,14 +189,12 @@ pub fn render(node: &Node) -> String {
         rej.with_label_values(&[name])
             .inc_by(v.load(Ordering::Relaxed));
     }
-    counter(
+    unlabelled(
         &r,
         "control_events_dropped_total",
         "Events dropped because a control node read too slowly.",
-        &[],
-    )
-    .with_label_values(&[] as &[&str])
-    .inc_by(node.events_dropped.load(Ordering::Relaxed));
+        node.events_dropped.load(Ordering::Relaxed),
+    );
 
     let cpu = GaugeVec::new(
         Opts::new("worker_cpu_seconds", "CPU time used by each worker thread."),
