@@ -417,25 +417,26 @@ async fn route(
     }
 }
 
-fn pid_of(ctx: &Ctx, session: &SessionId) -> Option<(u32, usize)> {
-    let book = ctx.book.lock().expect("book lock");
+/// The participant of `session` and what `f` makes of its book entry,
+/// under one lock.
+fn with_entry<T>(
+    ctx: &Ctx,
+    session: &SessionId,
+    f: impl FnOnce(&mut Entry) -> T,
+) -> Option<(u32, T)> {
+    let mut book = ctx.book.lock().expect("book lock");
     let pid = *book.by_session.get(session.as_str())?;
-    Some((pid, book.entries.get(&pid)?.worker))
+    Some((pid, f(book.entries.get_mut(&pid)?)))
 }
 
 fn on_rtcd(ctx: &Ctx, m: FromRtcd) {
     match m {
         FromRtcd::Answer { session_id, answer } => {
             // The first answer a join gets ends its signaling round trip.
-            let target = {
-                let mut book = ctx.book.lock().expect("book lock");
-                let pid = book.by_session.get(session_id.as_str()).copied();
-                pid.and_then(|pid| {
-                    let e = book.entries.get_mut(&pid)?;
-                    e.answered.get_or_insert_with(clock);
-                    Some((pid, e.worker))
-                })
-            };
+            let target = with_entry(ctx, &session_id, |e| {
+                e.answered.get_or_insert_with(clock);
+                e.worker
+            });
             if let Some((pid, w)) = target {
                 ctx.workers[w].send(Cmd::Answer {
                     pid,
@@ -444,7 +445,7 @@ fn on_rtcd(ctx: &Ctx, m: FromRtcd) {
             }
         }
         FromRtcd::Offer { session_id, offer } => {
-            if let Some((pid, w)) = pid_of(ctx, &session_id) {
+            if let Some((pid, w)) = with_entry(ctx, &session_id, |e| e.worker) {
                 ctx.workers[w].send(Cmd::Offer {
                     pid,
                     sdp: offer.sdp,
