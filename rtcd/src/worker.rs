@@ -360,9 +360,9 @@ impl Worker {
     /// a time. Between slices it reads the socket again: audio that came
     /// in meanwhile is forwarded at once (the core does that) and released
     /// and sent here, before the rest of the video, unless the worker is
-    /// saturated and the audio can wait (`audio_release`). Video written so far is
-    /// released with it, or after the last slice; a flush per slice would
-    /// cost every subscriber a str0m timeout pass per packet.
+    /// saturated and the audio can wait (`audio_release`). Video written
+    /// so far is released with it, or after the last slice; a flush per
+    /// slice would cost every subscriber a str0m timeout pass per packet.
     fn fan_out_video(&mut self, bufs: &mut RecvBuffers, queue: &mut SendQueue) {
         if self.sfu.video_backlog() == 0 {
             return;
