@@ -413,14 +413,23 @@ impl Worker {
                 })
                 .min(MAX_SLEEP)
                 .min(next_interval.saturating_duration_since(now));
-            let ms = sleep.as_micros().div_ceil(1000) as i32;
-            // SAFETY: `events` has MAX_EVENTS slots that outlive the call.
+            // A timeout finer than epoll_wait's milliseconds: rounded up to
+            // the next millisecond, every frame due within it would leave
+            // together, a clump of all the participants' packets at each
+            // millisecond that no set of independent browsers sends.
+            let timeout = libc::timespec {
+                tv_sec: sleep.as_secs() as libc::time_t,
+                tv_nsec: sleep.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: `events` has MAX_EVENTS slots and `timeout` lives
+            // across the call; a null signal mask leaves the mask as is.
             let n = unsafe {
-                libc::epoll_wait(
+                libc::epoll_pwait2(
                     self.ep.as_raw_fd(),
                     events.as_mut_ptr(),
                     MAX_EVENTS as i32,
-                    ms,
+                    &timeout,
+                    std::ptr::null(),
                 )
             };
             let n = if n < 0 { 0 } else { n as usize };
