@@ -156,6 +156,77 @@ pub fn table(rtcd: &RunResult, janus: &RunResult) -> String {
     t
 }
 
+/// Janus's CPU per delivered packet over rtcd's: how many times more
+/// packets rtcd delivers per CPU-second. `None` when either has no figure.
+fn cpu_ratio(rtcd: &RunResult, janus: &RunResult) -> Option<f64> {
+    let (r, j) = (
+        rtcd.sfu.cpu_s_per_million_delivered,
+        janus.sfu.cpu_s_per_million_delivered,
+    );
+    (r > 0.0 && j > 0.0).then(|| j / r)
+}
+
+/// Several rounds of Janus then rtcd, one line each, and the median ratio
+/// of the rounds in which both runs were valid. On a shared machine one
+/// pair's ratio moves by a tenth or more from one minute to the next, so
+/// the median of alternating rounds is the figure to quote.
+pub fn rounds_summary(rounds: &[(RunResult, RunResult)]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "
+{} rounds, Janus then rtcd in each; SFU CPU-s per million delivered packets:
+",
+        rounds.len()
+    );
+    let _ = writeln!(t, "| round | rtcd | Janus | ratio | both valid |");
+    let _ = writeln!(t, "|---|---|---|---|---|");
+    let mut valid = Vec::new();
+    for (i, (rtcd, janus)) in rounds.iter().enumerate() {
+        let both = rtcd.valid && janus.valid;
+        let r = cpu_ratio(rtcd, janus);
+        if both && let Some(r) = r {
+            valid.push(r);
+        }
+        let _ = writeln!(
+            t,
+            "| {} | {:.2} | {:.2} | {} | {} |",
+            i + 1,
+            rtcd.sfu.cpu_s_per_million_delivered,
+            janus.sfu.cpu_s_per_million_delivered,
+            r.map_or_else(|| "–".into(), |r| format!("×{r:.2}")),
+            if both { "yes" } else { "NO" }
+        );
+    }
+    valid.sort_by(f64::total_cmp);
+    let _ = match median(&valid) {
+        Some(m) => writeln!(
+            t,
+            "
+Median ratio of the {} valid rounds: **×{m:.2}** (×{:.2}–×{:.2}; target ≥ ×3).",
+            valid.len(),
+            valid[0],
+            valid[valid.len() - 1]
+        ),
+        None => writeln!(
+            t,
+            "
+No round had two valid runs: no median ratio."
+        ),
+    };
+    t
+}
+
+/// The median of sorted values.
+fn median(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +259,27 @@ mod tests {
         let t = table(&run(5.0, 30_000.0, false), &run(0.0, 0.0, true));
         assert!(t.contains("| 0 | – (target ≥ ×3) |"), "{t}");
         assert!(t.contains("not valid"), "{t}");
+    }
+
+    #[test]
+    fn rounds_quote_the_median_of_the_valid_ones() {
+        let rounds = vec![
+            (run(10.0, 1.0, true), run(30.0, 1.0, true)),
+            (run(10.0, 1.0, true), run(25.0, 1.0, true)),
+            // A noisy round: left out of the median, still listed.
+            (run(10.0, 1.0, false), run(90.0, 1.0, true)),
+            (run(10.0, 1.0, true), run(32.0, 1.0, true)),
+        ];
+        let t = rounds_summary(&rounds);
+        assert!(t.contains("| 3 | 10.00 | 90.00 | ×9.00 | NO |"), "{t}");
+        assert!(
+            t.contains("Median ratio of the 3 valid rounds: **×3.00** (×2.50–×3.20"),
+            "{t}"
+        );
+        let t = rounds_summary(&rounds[..2]);
+        assert!(t.contains("**×2.75**"), "{t}");
+        let t = rounds_summary(&[(run(10.0, 1.0, false), run(30.0, 1.0, true))]);
+        assert!(t.contains("No round had two valid runs"), "{t}");
     }
 
     #[test]

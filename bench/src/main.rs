@@ -222,6 +222,10 @@ struct RunArgs {
     /// default, a thread per handle).
     #[arg(long, default_value_t = 0)]
     janus_event_loops: usize,
+    /// `bench compare`: run Janus then rtcd this many times and quote the
+    /// median ratio (one pair moves by a tenth or more on a shared machine).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
 }
 
 fn main() -> ExitCode {
@@ -588,36 +592,55 @@ async fn cmd_compare_janus(
         scenario.name(),
         janus.binary.display()
     );
-    let o = options_for(SfuMode::Janus(janus), &a, scenario, 1, true, &all, &command)?;
-    let janus_run = bench::scenario::run(&o).await?;
-    emit(&janus_run, &a.out, &stem(&janus_run, "-janus"))?;
-    eprintln!("bench: {} against rtcd", scenario.name());
-    let o = options(&a, scenario, a.workers, !a.no_batching, &all, &command)?;
-    let rtcd_run = bench::scenario::run(&o).await?;
-    emit(&rtcd_run, &a.out, &stem(&rtcd_run, "-rtcd"))?;
-    let extra = bench::compare::table(&rtcd_run, &janus_run);
-    println!("{MARKDOWN_HEADER}");
-    println!("{}", rtcd_run.markdown_row());
-    println!("{}", janus_run.markdown_row());
-    println!("{extra}");
+    let mut rounds = Vec::new();
+    let mut extra = String::new();
+    for round in 1..=a.rounds {
+        let label = if a.rounds > 1 {
+            format!(" (round {round} of {})", a.rounds)
+        } else {
+            String::new()
+        };
+        eprintln!("bench: {} against Janus{label}", scenario.name());
+        let o = options_for(
+            SfuMode::Janus(janus.clone()),
+            &a,
+            scenario,
+            1,
+            true,
+            &all,
+            &command,
+        )?;
+        let janus_run = bench::scenario::run(&o).await?;
+        emit(&janus_run, &a.out, &stem(&janus_run, "-janus"))?;
+        eprintln!("bench: {} against rtcd{label}", scenario.name());
+        let o = options(&a, scenario, a.workers, !a.no_batching, &all, &command)?;
+        let rtcd_run = bench::scenario::run(&o).await?;
+        emit(&rtcd_run, &a.out, &stem(&rtcd_run, "-rtcd"))?;
+        let table = bench::compare::table(&rtcd_run, &janus_run);
+        println!("{MARKDOWN_HEADER}");
+        println!("{}", rtcd_run.markdown_row());
+        println!("{}", janus_run.markdown_row());
+        println!("{table}");
+        extra.push_str(&table);
+        rounds.push((rtcd_run, janus_run));
+    }
+    if rounds.len() > 1 {
+        let summary = bench::compare::rounds_summary(&rounds);
+        println!("{summary}");
+        extra.push_str(&summary);
+    }
+    let (last_rtcd, _) = rounds.last().expect("at least one round");
     std::fs::write(
-        a.out.join(format!("{}.md", stem(&rtcd_run, "-vs-janus"))),
+        a.out.join(format!("{}.md", stem(last_rtcd, "-vs-janus"))),
         &extra,
     )?;
+    let runs: Vec<&RunResult> = rounds.iter().flat_map(|(r, j)| [r, j]).collect();
     if let Some(path) = &a.results {
-        append_results(
-            path,
-            "rtcd against Janus",
-            &command,
-            &[&rtcd_run, &janus_run],
-            &extra,
-        )?;
+        append_results(path, "rtcd against Janus", &command, &runs, &extra)?;
     }
     // Exit status: did both runs work (every join, every stream)? Speed
     // on a shared machine is reported, not judged.
-    Ok([&rtcd_run, &janus_run]
-        .iter()
-        .all(|r| bench::compare::worked(r)))
+    Ok(runs.iter().all(|r| bench::compare::worked(r)))
 }
 
 /// control gets the last CPU and the generator the others, when there are

@@ -61,6 +61,8 @@ fn compare_runs_a_call_through_janus_and_rtcd() {
             "--no-pin",
             "--wait-quiet",
             "0",
+            "--rounds",
+            "2",
             "--out",
         ])
         .arg(&out)
@@ -115,6 +117,13 @@ fn compare_runs_a_call_through_janus_and_rtcd() {
         .expect("the comparison table");
     assert!(
         table.contains("delivered packets per SFU CPU-second"),
+        "{table}"
+    );
+    // Two rounds, each listed, and a median or the reason there is none.
+    assert!(table.contains("2 rounds, Janus then rtcd"), "{table}");
+    assert!(table.contains("| 2 | "), "{table}");
+    assert!(
+        table.contains("Median ratio of the") || table.contains("No round had two valid runs"),
         "{table}"
     );
     std::fs::remove_dir_all(&out).expect("clean up");
