@@ -399,6 +399,8 @@ impl Worker {
         let mut events: Vec<libc::epoll_event> =
             vec![libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
         let mut next_interval = clock() + INTERVAL;
+        // epoll_pwait2 is Linux 5.11 and later; before it, milliseconds.
+        let mut fine_timeout = true;
         loop {
             self.ctx.win_start = self.shared.window_start.load(Ordering::Relaxed);
             self.ctx.win_end = self.shared.window_end.load(Ordering::Relaxed);
@@ -421,17 +423,22 @@ impl Worker {
                 tv_sec: sleep.as_secs() as libc::time_t,
                 tv_nsec: sleep.subsec_nanos() as libc::c_long,
             };
-            // SAFETY: `events` has MAX_EVENTS slots and `timeout` lives
-            // across the call; a null signal mask leaves the mask as is.
-            let n = unsafe {
-                libc::epoll_pwait2(
-                    self.ep.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    MAX_EVENTS as i32,
-                    &timeout,
-                    std::ptr::null(),
-                )
+            let (ep, slots) = (self.ep.as_raw_fd(), MAX_EVENTS as i32);
+            let n = if fine_timeout {
+                // SAFETY: `events` has MAX_EVENTS slots and `timeout` lives
+                // across the call; a null signal mask leaves the mask as is.
+                unsafe {
+                    libc::epoll_pwait2(ep, events.as_mut_ptr(), slots, &timeout, std::ptr::null())
+                }
+            } else {
+                let ms = sleep.as_micros().div_ceil(1000) as i32;
+                // SAFETY: `events` has MAX_EVENTS slots that outlive the call.
+                unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), slots, ms) }
             };
+            if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                fine_timeout = false;
+                continue;
+            }
             let n = if n < 0 { 0 } else { n as usize };
             let mut stop = false;
             for ev in &events[..n] {
