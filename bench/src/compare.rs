@@ -174,9 +174,7 @@ pub fn rounds_summary(rounds: &[(RunResult, RunResult)]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "
-{} rounds, Janus then rtcd in each; SFU CPU-s per million delivered packets:
-",
+        "\n{} rounds, Janus then rtcd in each; SFU CPU-s per million delivered packets:\n",
         rounds.len()
     );
     let _ = writeln!(t, "| round | rtcd | Janus | ratio | both valid |");
@@ -202,17 +200,12 @@ pub fn rounds_summary(rounds: &[(RunResult, RunResult)]) -> String {
     let _ = match median(&valid) {
         Some(m) => writeln!(
             t,
-            "
-Median ratio of the {} valid rounds: **×{m:.2}** (×{:.2}–×{:.2}; target ≥ ×3).",
+            "\nMedian ratio of the {} valid rounds: **×{m:.2}** (×{:.2}–×{:.2}; target ≥ ×3).",
             valid.len(),
             valid[0],
             valid[valid.len() - 1]
         ),
-        None => writeln!(
-            t,
-            "
-No round had two valid runs: no median ratio."
-        ),
+        None => writeln!(t, "\nNo round had two valid runs: no median ratio."),
     };
     t
 }
