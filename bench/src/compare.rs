@@ -182,17 +182,18 @@ pub fn rounds_summary(rounds: &[(RunResult, RunResult)]) -> String {
     let mut valid = Vec::new();
     for (i, (rtcd, janus)) in rounds.iter().enumerate() {
         let both = rtcd.valid && janus.valid;
-        let r = cpu_ratio(rtcd, janus);
-        if both && let Some(r) = r {
+        if both && let Some(r) = cpu_ratio(rtcd, janus) {
             valid.push(r);
         }
-        let _ = writeln!(
-            t,
-            "| {} | {:.2} | {:.2} | {} | {} |",
-            i + 1,
+        let (r, j) = (
             rtcd.sfu.cpu_s_per_million_delivered,
             janus.sfu.cpu_s_per_million_delivered,
-            r.map_or_else(|| "–".into(), |r| format!("×{r:.2}")),
+        );
+        let _ = writeln!(
+            t,
+            "| {} | {r:.2} | {j:.2} | {} | {} |",
+            i + 1,
+            ratio(j, r),
             if both { "yes" } else { "NO" }
         );
     }
